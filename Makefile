@@ -1,0 +1,38 @@
+# Set-up and the two commands a new user runs. Everything installs into a local virtual
+# environment (.venv) and is idempotent: a second run only re-installs when pyproject.toml changed.
+#
+#   make demo    install, then run crystensor on a shipped example
+#   make test    install, then run the whole test suite
+#
+# CPU torch is pinned by default; GPU users override it, e.g.
+#   make install TORCH='torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128'
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.crystensor-installed
+
+.PHONY: install demo test lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/crystensor decompose examples/tensors/ZnO-mp-2133-elastic.json \
+		--structure examples/structures/ZnO-mp-2133.POSCAR
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check crystensor tests benchmarks
+	$(BIN)/ruff format --check crystensor tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

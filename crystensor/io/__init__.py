@@ -1,0 +1,1 @@
+"""Reading and writing files: tensors (JSON), structures, atomic writes."""
