@@ -6,7 +6,7 @@ import numpy as np
 
 
 def random_orthogonal(rng: np.random.Generator, proper: bool | None = None) -> np.ndarray:
-    """A random 3x3 orthogonal matrix (Haar); ``proper`` forces det +1 or -1, None leaves it random."""
+    """A random 3x3 orthogonal matrix (Haar); ``proper`` forces det +1 or -1, None leaves it."""
     q, r = np.linalg.qr(rng.normal(size=(3, 3)))
     q = q * np.sign(np.diag(r))
     if proper is not None and (np.linalg.det(q) > 0) != proper:

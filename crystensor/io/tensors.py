@@ -194,9 +194,7 @@ def parse_tensor_json(obj: Any, kind: str | None = None, where: str = "input") -
                 inputs.append(_parse_object(item, kind, f"{where}[{i}]"))
             return inputs
         return [_parse_object(obj, kind, where)]
-    raise InputError(
-        f"{where}: expected a nested list or a JSON object, got {type(obj).__name__}"
-    )
+    raise InputError(f"{where}: expected a nested list or a JSON object, got {type(obj).__name__}")
 
 
 def _reject_constant(token: str) -> float:
@@ -231,4 +229,3 @@ def read_tensor_file(path: str | Path, kind: str | None = None) -> list[TensorIn
             "give a nested list or an object with 'kind' and 'voigt' or 'tensor'"
         ) from None
     return parse_tensor_json(obj, kind, where=name)
-

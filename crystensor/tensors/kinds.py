@@ -281,7 +281,10 @@ PROPERTIES: dict[str, Property] = {
         Property("elastic", "elastic", "GPa", "elastic stiffness tensor"),
         Property("dielectric", "dielectric", "", "static dielectric tensor (ionic + electronic)"),
         Property(
-            "dielectric-electronic", "dielectric", "", "electronic (high-frequency) dielectric tensor"
+            "dielectric-electronic",
+            "dielectric",
+            "",
+            "electronic (high-frequency) dielectric tensor",
         ),
         Property("piezoelectric", "piezoelectric", "C/m^2", "piezoelectric stress constants"),
         Property("band-gap", "scalar", "eV", "band gap (PBE)"),
@@ -304,4 +307,3 @@ def get_property(name: str) -> Property:
         raise ValueError(
             f"unknown property {name!r}; choose one of {', '.join(PROPERTIES)}"
         ) from None
-

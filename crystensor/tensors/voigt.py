@@ -41,7 +41,9 @@ def voigt_shape(rank: int) -> tuple[int, ...]:
     try:
         return _VOIGT_SHAPES[rank]
     except KeyError:
-        raise ValueError(f"Voigt notation is defined for rank 2, 3 and 4, not rank {rank}") from None
+        raise ValueError(
+            f"Voigt notation is defined for rank 2, 3 and 4, not rank {rank}"
+        ) from None
 
 
 def voigt_rank(shape: tuple[int, ...]) -> int:
@@ -76,7 +78,7 @@ def to_voigt(tensor: np.ndarray, rank: int | None = None) -> np.ndarray:
     Examples
     --------
     >>> c = from_voigt(np.diag([1.0, 2, 3, 4, 5, 6]))
-    >>> to_voigt(c)[3, 3], c[1, 2, 2, 1]
+    >>> float(to_voigt(c)[3, 3]), float(c[1, 2, 2, 1])
     (4.0, 4.0)
     """
     t = np.asarray(tensor)
@@ -111,7 +113,7 @@ def from_voigt(voigt: np.ndarray, rank: int | None = None) -> np.ndarray:
     --------
     >>> e = np.zeros((3, 6)); e[2, 3] = 0.5           # e_zyz = e_zzy = 0.5
     >>> t = from_voigt(e)
-    >>> t[2, 1, 2], t[2, 2, 1]
+    >>> float(t[2, 1, 2]), float(t[2, 2, 1])
     (0.5, 0.5)
     """
     v = np.asarray(voigt)

@@ -1,4 +1,4 @@
-r"""The paper's explicit harmonic decomposition: Young symmetrisers, traces and epsilon contractions.
+r"""The paper's explicit harmonic decomposition: Young symmetrisers, traces, epsilon contractions.
 
 This is the human-readable view of a tensor (Heilman, Schlesinger & Yan, Appendix A): each kind
 is split by Young symmetrisers into a fully symmetric part ``S`` and a mixed-symmetry part ``A``,
@@ -20,7 +20,10 @@ Conventions and corrections to the printed paper
   the symmetry of the tensor. The rank-2 part is
   :math:`b_{ij} = \tfrac12(\varepsilon_{imk}A_{mkj} + \varepsilon_{jmk}A_{mki})` and
   :math:`B_{ijk} = \tfrac13(\varepsilon_{ijp}b_{pk} + \varepsilon_{ikp}b_{pj})`, as printed.
-* Elastic: :math:`t_{ij} = \varepsilon_{imk}\varepsilon_{jnl}A_{mnkl}` (the paper's
+* Elastic: the paper's :math:`S_{ijkl} = \tfrac13(C_{ijkl} + C_{ikjl} + C_{klij})` is not fully
+  symmetric (with the major symmetry :math:`C_{klij} = C_{ijkl}`); the third term must be
+  :math:`C_{iljk}`. We use the full symmetriser, which equals the corrected formula.
+  :math:`t_{ij} = \varepsilon_{imk}\varepsilon_{jnl}A_{mnkl}` (the paper's
   :math:`A_{mnl}` lacks an index) and the reconstruction is
   :math:`N_{ijkl} = \tfrac16(\varepsilon_{ikm}\varepsilon_{jln} + \varepsilon_{ilm}
   \varepsilon_{jkn})\,t_{mn}`; the paper prints only a schematic
@@ -58,7 +61,7 @@ DELTA = np.eye(3)
 def levi_civita() -> np.ndarray:
     r"""The Levi-Civita symbol :math:`\varepsilon_{ijk}`, shape ``(3, 3, 3)``.
 
-    >>> levi_civita()[0, 1, 2], levi_civita()[1, 0, 2]
+    >>> float(levi_civita()[0, 1, 2]), float(levi_civita()[1, 0, 2])
     (1.0, -1.0)
     """
     eps = np.zeros((3, 3, 3))
@@ -72,7 +75,7 @@ def symmetrize_fully(tensor: np.ndarray) -> np.ndarray:
     r"""The fully symmetric part :math:`\mathrm{Sym}(T) = \frac{1}{n!}\sum_\pi T_{\pi(i_1..i_n)}`.
 
     >>> t = np.zeros((3, 3)); t[0, 1] = 2.0
-    >>> symmetrize_fully(t)[1, 0]
+    >>> float(symmetrize_fully(t)[1, 0])
     1.0
     """
     perms = list(itertools.permutations(range(tensor.ndim)))
@@ -117,7 +120,7 @@ def split_dielectric(eps: np.ndarray) -> list[SubTensor]:
     tensor's).
 
     >>> parts = split_dielectric(np.diag([2.0, 3.0, 4.0]))
-    >>> float(parts[0].value), parts[1].value[2, 2]
+    >>> float(parts[0].value), float(parts[1].value[2, 2])
     (9.0, 1.0)
     """
     e = _check(eps, 2)
@@ -233,7 +236,11 @@ def _reconstruct_elastic(parts: dict[str, np.ndarray]) -> np.ndarray:
 
 
 _SPLITTERS = {2: split_dielectric, 3: split_piezoelectric, 4: split_elastic}
-_RECONSTRUCTORS = {2: _reconstruct_dielectric, 3: _reconstruct_piezoelectric, 4: _reconstruct_elastic}
+_RECONSTRUCTORS = {
+    2: _reconstruct_dielectric,
+    3: _reconstruct_piezoelectric,
+    4: _reconstruct_elastic,
+}
 
 
 def split(tensor: np.ndarray) -> list[SubTensor]:

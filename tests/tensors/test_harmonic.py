@@ -56,8 +56,9 @@ def test_round_trip(rng, name):
     assert y.shape == (5, get_kind(name).dim)
     np.testing.assert_allclose(harmonic.from_irreps(y, name), t, atol=1e-12)
     y2 = rng.normal(size=(3, get_kind(name).dim))
-    np.testing.assert_allclose(harmonic.to_irreps(harmonic.from_irreps(y2, name), name), y2,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        harmonic.to_irreps(harmonic.from_irreps(y2, name), name), y2, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("name", TENSOR_KINDS)
@@ -70,7 +71,8 @@ def test_equivariance_against_e3nn_wigner_d(rng, name, proper):
         d_e3nn = o3.Irreps(kind.irreps).D_from_matrix(torch.tensor(rot)).numpy()
         np.testing.assert_allclose(harmonic.wigner_d(kind, rot), d_e3nn, atol=1e-12)
         np.testing.assert_allclose(
-            harmonic.to_irreps(rotate(t, rot), kind), d_e3nn @ harmonic.to_irreps(t, kind),
+            harmonic.to_irreps(rotate(t, rot), kind),
+            d_e3nn @ harmonic.to_irreps(t, kind),
             atol=1e-12,
         )
 

@@ -68,3 +68,12 @@ def test_bad_rank():
         young.split(np.zeros((3,)))
     with pytest.raises(ValueError, match="shape"):
         young.split_elastic(np.zeros((3, 3)))
+
+
+def test_paper_elastic_symmetric_part_needs_iljk(rng):
+    c = random_tensor(rng, "elastic")
+    sym = young.symmetrize_fully(c)
+    ikjl, iljk, klij = (np.einsum(f"{p}->ijkl", c) for p in ("ikjl", "iljk", "klij"))
+    np.testing.assert_allclose((c + ikjl + iljk) / 3, sym, atol=1e-13)  # corrected formula
+    printed = (c + ikjl + klij) / 3
+    assert np.abs(young.symmetrize_fully(printed) - printed).max() > 1e-3  # not symmetric

@@ -1,0 +1,1 @@
+"""The ``crystensor`` command line (typer + rich). The library never imports this package."""

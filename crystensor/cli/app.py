@@ -1,0 +1,56 @@
+"""The root ``crystensor`` command: version, verbosity, and the subcommands.
+
+Subcommand modules import their heavy dependencies (numpy, pymatgen, torch) inside the command
+function, so ``crystensor --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from crystensor import __version__
+from crystensor.cli import decompose
+from crystensor.cli.common import configure_logging
+
+app = typer.Typer(
+    name="crystensor",
+    help=(
+        "Predict and analyse tensor properties of crystals (dielectric, piezoelectric, elastic) "
+        "with E(3)-equivariant graph networks."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"crystensor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")] = False,
+) -> None:
+    """crystensor: tensor properties of crystals from equivariant graph networks."""
+    configure_logging(-1 if quiet else verbose)
+
+
+app.command("decompose", no_args_is_help=True)(decompose.decompose)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

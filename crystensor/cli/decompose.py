@@ -1,0 +1,189 @@
+"""``crystensor decompose``: harmonic decomposition of a tensor read from JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from crystensor.cli.common import console, emit_json, err_console, guarded
+from crystensor.cli.options import AngleTolerance, JsonFlag, OutputFile, SymPrec
+
+KIND_HELP = "Tensor kind (dielectric, piezoelectric, elastic); inferred from the shape if omitted."
+ASYMMETRY_WARN = 1e-8
+
+
+@guarded
+def decompose(
+    tensor_file: Annotated[
+        Path,
+        typer.Argument(
+            help=(
+                "JSON file with the tensor ('-' for stdin): a nested list (3x3, 3x6, 6x6, 3x3x3, "
+                "3x3x3x3), an object with 'kind' and 'voigt' or 'tensor', pymatgen tensor JSON, "
+                "a dataset record, or the JSON written by 'crystensor predict'."
+            ),
+            show_default=False,
+        ),
+    ],
+    kind: Annotated[str | None, typer.Option("--kind", "-k", help=KIND_HELP)] = None,
+    structure: Annotated[
+        Path | None,
+        typer.Option(
+            "--structure",
+            "-s",
+            help=(
+                "Crystal structure (POSCAR, CIF, ...) in whose Cartesian frame the tensor is "
+                "given: adds the point group, the symmetry violation and the projected tensor."
+            ),
+            dir_okay=False,
+        ),
+    ] = None,
+    symprec: SymPrec = 0.01,
+    angle_tolerance: AngleTolerance = 5.0,
+    as_json: JsonFlag = False,
+    output: OutputFile = None,
+) -> None:
+    """Split a tensor into its SO(3)-irreducible parts and report what they say.
+
+    Prints the irreducible parts (l, parity, norm, share of the norm), the paper's explicit
+    sub-tensors (Young-symmetrised parts, traces, epsilon contractions) with their J_z and real
+    spherical-harmonic components, the reconstruction error, derived properties, and with
+    --structure the point group, the symmetry violation and the tensor projected onto it.
+    Exit code 2 on bad input.
+    """
+    from crystensor.io.structures import read_structure
+    from crystensor.io.tensors import read_tensor_file
+    from crystensor.tensors.analysis import analyse_tensor
+
+    inputs = read_tensor_file(tensor_file, kind)
+    crystal = read_structure(structure) if structure is not None else None
+    results = []
+    for item in inputs:
+        analysis = analyse_tensor(
+            item.tensor,
+            item.kind,
+            structure=crystal,
+            symprec=symprec,
+            angle_tolerance=angle_tolerance,
+        )
+        results.append({"label": item.label, "source_format": item.source_format, **analysis})
+        if item.units is not None and item.units != item.kind.units:
+            err_console.print(
+                f"[yellow]note:[/] {item.label} states units {item.units!r}; crystensor reports "
+                f"{item.kind.name} tensors in {item.kind.units or 'unitless'} and does not convert."
+            )
+    data: Any = results[0] if len(results) == 1 else {"results": results}
+    emit_json(data, output, print_to_stdout=as_json)
+    if not as_json:
+        for result in results:
+            _render(result)
+
+
+def _fmt(x: float) -> str:
+    if x == 0:
+        return "0"
+    return f"{x:.6g}" if abs(x) >= 1e-3 else f"{x:.3e}"
+
+
+def _render(result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from crystensor.tensors.kinds import get_kind
+
+    kind = get_kind(result["kind"])
+    units = f" [{kind.units}]" if kind.units else ""
+    console.rule(f"[bold]{result['label']}[/]: {kind.name} tensor{units}, irreps {kind.irreps}")
+    if result["index_asymmetry"] > ASYMMETRY_WARN:
+        err_console.print(
+            f"[yellow]warning:[/] the input breaks the {kind.name} index symmetry "
+            f"({kind.index_symmetry}): the asymmetric part is "
+            f"{100 * result['index_asymmetry']:.3g} % of the norm. It is reported, not used: "
+            "the analysis below is of the symmetric part."
+        )
+    console.print(_voigt_table(kind, result["voigt"], "Tensor (Voigt notation)"))
+
+    parts = Table(title="Irreducible parts (e3nn real basis)", title_justify="left")
+    for col in ("irrep", "from", "norm", "share", "components"):
+        parts.add_column(col, justify="right" if col in ("norm", "share") else "left")
+    for p in result["parts"]:
+        comps = " ".join(_fmt(c) for c in p["components"])
+        parts.add_row(p["irrep"], p["source"], _fmt(p["norm"]), f"{100 * p['share']:.2f} %", comps)
+    console.print(parts)
+
+    explicit = Table(title="Explicit decomposition (paper's view)", title_justify="left")
+    for col in ("sub-tensor", "l", "norm", "what", "real SH components (m=-l..l)"):
+        explicit.add_column(col)
+    for e in result["explicit"]:
+        comps = " ".join(_fmt(c) for c in e.get("real_sh_components", [e["value"]]))
+        explicit.add_row(e["name"], str(e["l"]), _fmt(e["norm"]), e["description"], comps)
+    console.print(explicit)
+    err = result["reconstruction_error"]
+    console.print(
+        f"Reconstruction error (relative): irreps {err['irreps']:.2e}, "
+        f"explicit {err['explicit']:.2e}"
+    )
+    if result["properties"]:
+        console.print(_properties_table(result["properties"], "Derived properties"))
+    if "symmetry" in result:
+        _render_symmetry(kind, result["symmetry"])
+
+
+def _render_symmetry(kind: Any, sym: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]Symmetry[/] of {sym['formula']}: space group {sym['space_group']} "
+        f"({sym['space_group_number']}), point group {sym['point_group']}, "
+        f"{sym['crystal_system']} (symprec {sym['symprec']})"
+    )
+    console.print(
+        f"Symmetry violation (max change under the point group / max component): "
+        f"{100 * sym['violation']:.3g} %; {sym['independent_components']} independent "
+        f"components in this class"
+    )
+    console.print(_voigt_table(kind, sym["projected_voigt"], "Projected onto the point group"))
+
+
+def _voigt_table(kind: Any, voigt: list, title: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    rows = voigt if isinstance(voigt[0], list) else [voigt]
+    width = len(rows[0])
+    col_labels = "xyz" if kind.rank == 2 else "123456"
+    row_labels = "xyz" if kind.rank == 2 else "123456"
+    table.add_column("")
+    for j in range(width):
+        table.add_column(col_labels[j], justify="right")
+    for i, row in enumerate(rows):
+        table.add_row(row_labels[i], *(_fmt(v) for v in row))
+    return table
+
+
+def _properties_table(props: dict[str, Any], title: str) -> Any:
+    from rich.table import Table
+
+    units = props.get("units", {})
+    table = Table(title=title, title_justify="left")
+    table.add_column("property")
+    table.add_column("value", justify="right")
+    table.add_column("units")
+    for key, value in props.items():
+        if key == "units":
+            continue
+        if isinstance(value, list):
+            text = "  ".join(
+                _fmt(v) if not isinstance(v, list) else "(" + " ".join(_fmt(x) for x in v) + ")"
+                for v in value
+            )
+        elif isinstance(value, bool):
+            text = "yes" if value else "no"
+        elif value is None:
+            text = "n/a"
+        elif isinstance(value, float | int):
+            text = _fmt(value)
+        else:
+            text = str(value)
+        unit = units.get(key, "")
+        table.add_row(key, text, "" if unit == "1" else unit)
+    return table
