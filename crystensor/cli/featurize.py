@@ -1,0 +1,255 @@
+"""``crystensor featurize``: dataset records -> HDF5 graph store (or merge stores with --merge)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from crystensor.cli.common import console, emit_json, err_console, guarded, log
+from crystensor.cli.options import JsonFlag
+from crystensor.errors import InputError
+
+if TYPE_CHECKING:
+    from crystensor.data.featurize import FeaturizeReport
+
+SHOWN_REJECTIONS = 20
+_SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+@guarded
+def featurize(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help=(
+                "The record file (JSON Lines from 'crystensor fetch', .gz allowed); with "
+                "--merge, the graph stores to combine."
+            ),
+            metavar="RECORDS | STORES...",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="The HDF5 graph store to write, e.g. graphs.h5.", dir_okay=False
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            "-t",
+            help=(
+                "Property of the records: elastic, dielectric, dielectric-electronic, "
+                "piezoelectric, band-gap, formation-energy, bulk-modulus, shear-modulus."
+            ),
+        ),
+    ] = None,
+    cutoff: Annotated[
+        float | None,
+        typer.Option("--cutoff", help="Neighbour radius in Angstrom.", show_default="5.0"),
+    ] = None,
+    auto_cutoff: Annotated[
+        bool,
+        typer.Option(
+            "--auto-cutoff",
+            help="Grow the radius (1 A steps, up to --max-cutoff) for a structure with an "
+            "isolated atom instead of rejecting it.",
+        ),
+    ] = False,
+    max_cutoff: Annotated[
+        float | None,
+        typer.Option("--max-cutoff", help="Largest radius for --auto-cutoff.", show_default="10.0"),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-j", min=1, help="Processes building graphs.", show_default="1"),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="I/N",
+            help="Build only slice I of N (0 <= I < N) of the records; combine with --merge.",
+        ),
+    ] = None,
+    merge: Annotated[
+        bool,
+        typer.Option("--merge", help="Combine the graph stores given as arguments into --output."),
+    ] = False,
+    split_seed: Annotated[
+        int | None,
+        typer.Option("--split-seed", help="Seed of the 70/15/15 split by id.", show_default="0"),
+    ] = None,
+    store_features: Annotated[
+        bool,
+        typer.Option(
+            "--store-features", help="Also store the atom features (else rebuilt from Z)."
+        ),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Turn dataset records into the HDF5 graph store that training reads.
+
+    Each structure becomes a periodic radius graph with the paper's atom features, and its
+    target is stored as the full Cartesian tensor and as irreps, with a 70/15/15 split by
+    material id. Records that cannot be used (isolated atom, unsupported element, bad value,
+    ...) are listed and written to STORE.rejects.jsonl; the exit code is 0 when at least one
+    graph was written and 2 when every record was rejected or an input is bad.
+    """
+    from crystensor.data.featurize import featurize as run_featurize
+    from crystensor.data.featurize import merge_stores
+
+    if output is None:
+        raise InputError("give the store to write with -o/--output, e.g. -o graphs.h5")
+    with _progress("merging" if merge else "featurizing") as update:
+        if merge:
+            _refuse_with_merge(
+                cutoff=cutoff,
+                auto_cutoff=auto_cutoff or None,
+                max_cutoff=max_cutoff,
+                workers=workers,
+                shard=shard,
+                split_seed=split_seed,
+                store_features=store_features or None,
+            )
+            if target is not None:
+                from crystensor.data.store import GraphStore
+
+                for path in inputs:
+                    GraphStore(path).check(target=target)
+            report = merge_stores(inputs, output, progress=update)
+        else:
+            if len(inputs) != 1:
+                raise InputError(
+                    f"give one record file, not {len(inputs)}; to combine stores use --merge"
+                )
+            if target is None:
+                raise InputError("give the records' property with --target, e.g. -t elastic")
+            report = run_featurize(
+                inputs[0],
+                target,
+                output,
+                cutoff=5.0 if cutoff is None else cutoff,
+                auto_cutoff=auto_cutoff,
+                max_cutoff=max_cutoff,
+                workers=workers or 1,
+                shard=_parse_shard(shard),
+                progress=update,
+                split_seed=split_seed or 0,
+                store_node_features=store_features,
+            )
+    if as_json:
+        emit_json(report.as_dict(), None, print_to_stdout=True)
+    else:
+        _render(report, merged=merge)
+
+
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    match = _SHARD.match(text)
+    if match is None:
+        raise InputError(f"--shard must look like I/N (e.g. 0/4), got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def _refuse_with_merge(**given: Any) -> None:
+    used = [name.replace("_", "-") for name, value in given.items() if value is not None]
+    if used:
+        raise InputError(
+            f"--{', --'.join(used)} cannot be used with --merge: the stores keep their settings"
+        )
+
+
+@contextlib.contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int | None], None]]:
+    """A rich progress bar on stderr (rate, ETA); yields ``update(done, total)``."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=log.getEffectiveLevel() > logging.WARNING,  # -q
+    )
+    task = bar.add_task(label, total=None, rate="")
+
+    def update(done: int, total: int | None) -> None:
+        speed = bar.tasks[0].speed
+        bar.update(task, completed=done, total=total, rate=f"{speed:.0f}/s" if speed else "")
+
+    with bar:
+        yield update
+
+
+def _render(report: FeaturizeReport, merged: bool) -> None:
+    from rich.table import Table
+
+    table = Table(title="crystensor featurize", title_justify="left", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    units = f", {report.units}" if report.units else ""
+    label = "stores merged" if merged else "records"
+    table.add_row(label, ", ".join(str(p) for p in report.inputs))
+    table.add_row("store", str(report.output))
+    table.add_row("target", f"{report.target} ({report.kind}{units})")
+    cutoff = f"{report.cutoff:g} A"
+    if report.auto_cutoff:
+        cutoff += f", auto (extended for {report.extended})"
+    table.add_row("cutoff", cutoff)
+    table.add_row("graphs", f"{report.graphs} of {report.records}")
+    counts = report.rejection_counts()
+    table.add_row(
+        "rejected",
+        f"{len(report.rejected)}"
+        + (f" ({', '.join(f'{k}: {v}' for k, v in counts.items())})" if counts else ""),
+    )
+    per_atom = report.edges / report.nodes if report.nodes else 0.0
+    table.add_row("nodes / edges", f"{report.nodes} / {report.edges} ({per_atom:.1f} per atom)")
+    table.add_row("split", "  ".join(f"{k} {v}" for k, v in report.split_counts.items()))
+    if not merged:
+        table.add_row(
+            "time",
+            f"{report.seconds:.1f} s, {report.structures_per_second:.0f} structures/s "
+            f"({report.workers} worker{'s' if report.workers > 1 else ''})",
+        )
+    if report.rejects_path:
+        table.add_row("rejections", str(report.rejects_path))
+    console.print(table)
+    if report.rejected:
+        _render_rejections(report)
+
+
+def _render_rejections(report: FeaturizeReport) -> None:
+    from rich.table import Table
+
+    table = Table(title="Rejected records", title_justify="left")
+    for column in ("#", "id", "code", "reason"):
+        table.add_column(column, overflow="fold")
+    for r in report.rejected[:SHOWN_REJECTIONS]:
+        table.add_row(str(r.index), r.id, r.code, r.reason)
+    console.print(table)
+    more = len(report.rejected) - SHOWN_REJECTIONS
+    if more > 0:
+        console.print(f"... and {more} more in {report.rejects_path}")

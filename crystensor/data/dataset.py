@@ -1,0 +1,167 @@
+"""A PyTorch dataset of PyG ``Data`` graphs read from an HDF5 graph store.
+
+Each item is a :class:`torch_geometric.data.Data` with these fields (``n`` nodes, ``e`` edges):
+
+================  =====================  ===================================================
+``z``             ``(n,)`` int64         atomic numbers
+``x``             ``(n, F)`` float       atom features (:mod:`crystensor.data.elements`)
+``pos``           ``(n, 3)`` float       Cartesian positions, Angstrom
+``cell``          ``(1, 3, 3)`` float    lattice vectors as rows, Angstrom (batches to
+                                         ``(B, 3, 3)``)
+``edge_index``    ``(2, e)`` int64       row 0 source ``j`` (neighbour), row 1 target ``i``
+                                         (centre); offset by PyG when batched
+``edge_shift``    ``(e, 3)`` float       integer lattice shifts, as floats so that
+                                         ``edge_shift @ cell`` needs no cast
+``y``             ``(1, dim)`` float     target irreps (batches to ``(B, dim)``)
+``y_cartesian``   ``(1, 3, ...)`` float  full Cartesian target, ``(1,)`` for scalars
+``id``            str                    material id (a list of str when batched)
+================  =====================  ===================================================
+
+The edge vector from centre ``i`` to neighbour ``j`` in a batch is
+``pos[j] + edge_shift @ cell[batch[i]] - pos[i]``.
+
+The store is opened lazily in each process, so the dataset works with
+``torch_geometric.loader.DataLoader(..., num_workers=k)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from crystensor.data import elements
+from crystensor.data.store import GraphStore
+from crystensor.errors import InputError
+
+__all__ = ["GraphDataset"]
+
+log = logging.getLogger(__name__)
+
+
+class GraphDataset(Dataset):
+    """Graphs of a :class:`~crystensor.data.store.GraphStore` as PyG ``Data`` objects.
+
+    Parameters
+    ----------
+    store : path or GraphStore
+    split : {"train", "val", "test"}, optional
+        Only the graphs of this split (the one saved in the store).
+    indices : sequence of int, optional
+        Only these graphs (applied before ``split``).
+    dtype : torch.dtype
+        Floating dtype of ``x``, ``pos``, ``cell``, ``edge_shift``, ``y`` and ``y_cartesian``.
+    in_memory : bool
+        Read the whole store into memory first (fast random access; forked DataLoader
+        workers share it copy-on-write).
+    expect : mapping, optional
+        Attribute values the store must have, e.g. ``{"target": "elastic", "cutoff": 5.0}``.
+
+    Raises
+    ------
+    InputError
+        A store that cannot be read or does not fit ``expect``, or whose atom features are
+        neither stored nor the feature set this crystensor builds.
+    """
+
+    def __init__(
+        self,
+        store: str | os.PathLike | GraphStore,
+        *,
+        split: str | None = None,
+        indices: Sequence[int] | np.ndarray | None = None,
+        dtype: torch.dtype = torch.float32,
+        in_memory: bool = False,
+        expect: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.store = store if isinstance(store, GraphStore) else GraphStore(store)
+        if expect:
+            self.store.check(**expect)
+        if not self.store.has_node_features:
+            if self.store.feature_set != elements.FEATURE_SET:
+                raise InputError(
+                    f"{self.store.path.name} was built for atom features "
+                    f"{self.store.feature_set!r}, but this crystensor builds "
+                    f"{elements.FEATURE_SET!r}; re-run crystensor featurize"
+                )
+            if self.store.attrs["feature_table_sha256"] != elements.feature_table_sha256():
+                log.warning(
+                    "%s: the %s atom-feature table differs from the one it was built with "
+                    "(a different pymatgen release?); features are rebuilt from the current one",
+                    self.store.path.name,
+                    elements.FEATURE_SET,
+                )
+        if not dtype.is_floating_point:
+            raise InputError(f"dtype must be a floating-point torch dtype, got {dtype}")
+        self.dtype = dtype
+        n = len(self.store)
+        idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise InputError(f"indices out of range for a store of {n} graphs")
+        self.indices = idx
+        if split is not None:
+            self.indices = np.intersect1d(idx, self.store.split_indices(split))
+        self.split = split
+        if in_memory:
+            self.store.preload()
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __repr__(self) -> str:
+        split = f", split={self.split!r}" if self.split else ""
+        return f"GraphDataset({self.store.path.name!r}, {len(self)} graphs{split})"
+
+    @property
+    def target(self) -> str:
+        return self.store.target
+
+    @property
+    def kind(self):
+        """The :class:`~crystensor.tensors.kinds.TensorKind` of ``y``."""
+        return self.store.kind
+
+    @property
+    def ids(self) -> list[str]:
+        """Material ids of the graphs in this dataset, in order."""
+        all_ids = self.store.ids
+        return [all_ids[i] for i in self.indices]
+
+    def subset(self, split: str) -> GraphDataset:
+        """The graphs of this dataset that belong to ``split`` (``train``, ``val``, ``test``).
+
+        The subset shares the store (and its in-memory copy, if any).
+        """
+        out = copy.copy(self)
+        out.indices = np.intersect1d(self.indices, self.store.split_indices(split))
+        out.split = split
+        return out
+
+    def __getitem__(self, item: int) -> Any:
+        from torch_geometric.data import Data
+
+        n = len(self.indices)
+        if not -n <= int(item) < n:
+            raise IndexError(f"index {item} out of range for {n} graphs")
+        g = self.store.graph(int(self.indices[int(item)]))
+        z = torch.from_numpy(g.atomic_numbers.astype(np.int64))
+        x = g.node_features if g.node_features is not None else elements.node_features(z.numpy())
+        dtype = self.dtype
+        return Data(
+            z=z,
+            x=torch.from_numpy(np.asarray(x)).to(dtype),
+            pos=torch.from_numpy(g.positions).to(dtype),
+            cell=torch.from_numpy(g.cell).to(dtype).unsqueeze(0),
+            edge_index=torch.from_numpy(g.edge_index.astype(np.int64)),
+            edge_shift=torch.from_numpy(g.edge_shift.astype(np.float64)).to(dtype),
+            y=torch.from_numpy(g.target_irreps).to(dtype).unsqueeze(0),
+            y_cartesian=torch.as_tensor(np.asarray(g.target_cartesian), dtype=dtype).unsqueeze(0),
+            id=g.id,
+            num_nodes=len(z),
+        )
