@@ -2,7 +2,8 @@
 # environment (.venv) and is idempotent: a second run only re-installs when pyproject.toml changed.
 #
 #   make demo    install, then run crystensor on a shipped example
-#   make test    install, then run the whole test suite
+#   make test    install, then run the test suite (what CI runs)
+#   make test-all  also the full-dataset runs marked heavy (several minutes more)
 #
 # CPU torch is pinned by default; GPU users override it, e.g.
 #   make install TORCH='torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128'
@@ -13,7 +14,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.crystensor-installed
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test test-all lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +30,9 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+test-all: install
+	$(BIN)/python -m pytest -q -m ''
 
 lint: install
 	$(BIN)/ruff check crystensor tests benchmarks

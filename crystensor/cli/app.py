@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from crystensor import __version__
-from crystensor.cli import decompose, featurize
+from crystensor.cli import decompose, featurize, fetch
 from crystensor.cli.common import configure_logging
 
 app = typer.Typer(
@@ -48,6 +48,7 @@ def root(
     configure_logging(-1 if quiet else verbose)
 
 
+app.command("fetch", no_args_is_help=True)(fetch.fetch)
 app.command("featurize", no_args_is_help=True)(featurize.featurize)
 app.command("decompose", no_args_is_help=True)(decompose.decompose)
 

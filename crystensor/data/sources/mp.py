@@ -81,6 +81,7 @@ import numpy as np
 
 from crystensor import __version__
 from crystensor.data.sources import FetchOptions, RawEntry, Rejected
+from crystensor.data.sources._common import ieee_rotation, rotate_tensor
 from crystensor.errors import InputError
 from crystensor.io.atomic import atomic_open
 from crystensor.tensors import voigt
@@ -577,30 +578,17 @@ def _structure(d: dict) -> Structure:
     return Structure.from_dict(d)
 
 
-def _rotate(tensor: np.ndarray, rotation: np.ndarray) -> np.ndarray:
-    """``rotation`` applied on every index: ``T'_{a..} = Q_{ai} .. T_{i..}``."""
-    out = np.asarray(tensor, dtype=float)
-    for axis in range(out.ndim):
-        out = np.moveaxis(np.tensordot(rotation, out, axes=([1], [axis])), 0, axis)
-    return out
-
-
 def _ieee_rotation(structure: Structure) -> np.ndarray:
     """pymatgen's rotation ``R`` from the structure's Cartesian frame into IEEE orientation."""
-    from pymatgen.core.tensors import Tensor
-
     try:
-        rotation = np.asarray(Tensor.get_ieee_rotation(structure), dtype=float)
-    except Exception as exc:  # spglib or pymatgen failing on an odd structure
-        raise _Reject(f"no IEEE rotation for this structure ({type(exc).__name__})") from None
-    if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-6):
-        raise _Reject("the IEEE rotation of this structure is not orthogonal")
-    return rotation
+        return ieee_rotation(structure)
+    except ValueError as exc:
+        raise _Reject(str(exc)) from None
 
 
 def _from_ieee(tensor: np.ndarray, structure: Structure) -> np.ndarray:
     """An IEEE-oriented tensor in the frame of ``structure``: ``R^T . T`` on every index."""
-    return _rotate(tensor, _ieee_rotation(structure).T)
+    return rotate_tensor(tensor, _ieee_rotation(structure).T)
 
 
 def _elastic(value: Any, structure: Structure, meta: dict) -> np.ndarray:
