@@ -1,0 +1,219 @@
+r"""What every architecture shares: the backbone skeleton and the backbone + head model.
+
+.. code-block:: text
+
+    x (n_nodes, F) --AtomEmbedding--> C x 0e
+        --R interaction layers (architecture-specific)--> C x (0e + 1o + 2e)   [lmax = 2]
+        --N self-interactions (last one lifts)----------> C x (0e+1o+2o+2e+3o+4e) [lmax_out = 4]
+        --pooling (mean | equivariant max)--------------> (n_graphs, backbone.irreps_out.dim)
+        --head: M x (Linear + Gate), Linear------------> target irreps -> Cartesian tensor
+
+The backbone is target-independent (its output holds every irrep any registered kind needs up
+to ``lmax_out``), so a backbone pretrained on a scalar can be kept when the head is replaced
+(:meth:`TensorModel.replace_head`).
+
+Equivariance of the whole model: for any orthogonal ``R`` (rotation or reflection) applied to
+the structure (``pos -> pos R^T``, ``cell -> cell R^T``), ``irreps -> irreps D(R)^T`` and the
+Cartesian output is rotated by ``R`` on every index; translations, atom permutations and
+supercells (mean or max pooling) leave the output unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+from e3nn import o3
+
+from crystensor.models.config import ModelConfig
+from crystensor.nn.edges import EdgeEmbedding, NodeAttributes
+from crystensor.nn.embedding import AtomEmbedding
+from crystensor.nn.interaction import SelfInteraction
+from crystensor.nn.irreps import EquivariantModule, check_irreps, kinds_irreps, spherical_irreps
+from crystensor.nn.pooling import build_pooling
+from crystensor.nn.readout import TensorHead, build_head, resolve_target
+from crystensor.tensors.kinds import TensorKind
+
+__all__ = ["Backbone", "InteractionFactory", "TensorModel", "graph_inputs"]
+
+# (irreps_in, irreps_out, irreps_sh, irreps_node_attr) -> layer with
+# forward(h, edges, node_attr) -> h'
+InteractionFactory = Callable[[o3.Irreps, o3.Irreps, o3.Irreps, o3.Irreps], EquivariantModule]
+
+_FIELDS = ("x", "pos", "cell", "edge_index", "edge_shift")
+
+
+def graph_inputs(batch: Any) -> dict[str, Any]:
+    """The fields a model reads from a PyG ``Batch`` (or a single ``Data``), validated.
+
+    Returns ``x (n_nodes, F)``, ``pos (n_nodes, 3)``, ``cell (n_graphs, 3, 3)``,
+    ``edge_index (2, n_edges)``, ``edge_shift (n_edges, 3)``, ``batch (n_nodes,)`` and
+    ``num_graphs``. A single ``Data`` (no ``batch`` vector) is one graph.
+    """
+    missing = [name for name in _FIELDS if getattr(batch, name, None) is None]
+    if missing:
+        raise ValueError(
+            f"the input graph lacks field(s) {', '.join(missing)}; models need "
+            f"{', '.join(_FIELDS)} (see crystensor.data.graph)"
+        )
+    pos = batch.pos
+    if pos.dim() != 2 or pos.shape[-1] != 3:
+        raise ValueError(f"pos must have shape (n_nodes, 3), got {tuple(pos.shape)}")
+    node_batch = getattr(batch, "batch", None)
+    if node_batch is None:
+        node_batch = torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
+    num_graphs = int(getattr(batch, "num_graphs", 1) or 1)
+    cell = batch.cell.to(pos.dtype)
+    if cell.dim() == 2:
+        cell = cell.unsqueeze(0)
+    if cell.shape != (num_graphs, 3, 3):
+        raise ValueError(f"cell must have shape ({num_graphs}, 3, 3), got {tuple(cell.shape)}")
+    return dict(
+        x=batch.x.to(pos.dtype),
+        pos=pos,
+        cell=cell,
+        edge_index=batch.edge_index,
+        edge_shift=batch.edge_shift,
+        batch=node_batch,
+        num_graphs=num_graphs,
+    )
+
+
+class Backbone(EquivariantModule):
+    """Everything before the head: embedding, interactions, self-interactions, pooling.
+
+    ``irreps_in`` is ``F x 0e`` (atom features), ``irreps_out`` the pooled graph features,
+    ``channels`` copies of every irrep the registered tensor kinds need up to ``lmax_out``.
+
+    Parameters
+    ----------
+    config : ModelConfig
+    make_interaction : InteractionFactory
+        Builds interaction layer ``r`` from ``(irreps_in, irreps_out, irreps_sh,
+        irreps_node_attr)``; the architecture's only contribution.
+    """
+
+    def __init__(self, config: ModelConfig, make_interaction: InteractionFactory) -> None:
+        super().__init__()
+        self.edge_embedding = EdgeEmbedding(config.lmax_out, config.num_radial, config.cutoff)
+        self.node_attributes = NodeAttributes(self.edge_embedding.irreps_out)
+        self.irreps_sh = o3.Irreps.spherical_harmonics(config.lmax)
+        self._dim_sh = self.irreps_sh.dim  # forward reads ints only (torch.compile guards)
+        self.embedding = AtomEmbedding(config.num_node_features, config.channels)
+        self.irreps_in = self.embedding.irreps_in
+
+        hidden = spherical_irreps(config.channels, config.lmax)
+        irreps = self.embedding.irreps_out
+        interactions = []
+        for r in range(config.num_interactions):
+            layer = make_interaction(irreps, hidden, self.irreps_sh, self.irreps_sh)
+            check_irreps(layer.irreps_in, irreps, f"interaction {r} ({type(layer).__name__})")
+            interactions.append(layer)
+            irreps = layer.irreps_out
+        self.interactions = torch.nn.ModuleList(interactions)
+
+        irreps_attr = self.node_attributes.irreps_out
+        lifted = kinds_irreps(config.channels, config.lmax_out)
+        self_interactions = []
+        for n in range(config.num_self_interactions):
+            out = lifted if n == config.num_self_interactions - 1 else hidden
+            layer = SelfInteraction(irreps, out, irreps_attr)
+            check_irreps(layer.irreps_in, irreps, f"self-interaction {n}")
+            self_interactions.append(layer)
+            irreps = layer.irreps_out
+        self.self_interactions = torch.nn.ModuleList(self_interactions)
+
+        self.pooling = build_pooling(config.pooling, irreps)
+        self.irreps_out = self.pooling.irreps_out
+
+    def node_features(self, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Per-node features before pooling, ``(n_nodes, irreps_out.dim)``, and the inputs."""
+        g = graph_inputs(batch)
+        edges = self.edge_embedding(
+            g["pos"], g["cell"], g["edge_index"], g["edge_shift"], g["batch"]
+        )
+        num_nodes = g["pos"].shape[0]
+        node_attr = self.node_attributes(edges, num_nodes)  # [n_nodes, (lmax_out+1)**2]
+        split = [self._dim_sh, node_attr.shape[1] - self._dim_sh]
+        edges = edges._replace(sh=edges.sh.split(split, dim=1)[0])  # hidden layers: l <= lmax
+        node_attr_hidden = node_attr.split(split, dim=1)[0]
+        h = self.embedding(g["x"])  # [n_nodes, C]
+        for layer in self.interactions:
+            h = layer(h, edges, node_attr_hidden)
+        for layer in self.self_interactions:
+            h = layer(h, node_attr)
+        return h, g
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        """PyG batch -> pooled features ``(n_graphs, irreps_out.dim)``."""
+        h, g = self.node_features(batch)
+        return self.pooling(h, g["batch"], g["num_graphs"])
+
+
+class TensorModel(torch.nn.Module):
+    """Backbone + head. Subclasses name the architecture and build its interaction layer.
+
+    ``forward(batch)`` returns ``{"irreps": (n_graphs, dim), "cartesian": (n_graphs, 3, ..., 3)}``
+    for a tensor target and ``{"scalar": (n_graphs,), "irreps": (n_graphs, 1)}`` for a scalar.
+
+    Attributes
+    ----------
+    config : ModelConfig
+    backbone : Backbone
+        Transferable between targets.
+    head : TensorHead
+        Replaced by :meth:`replace_head`.
+    """
+
+    arch: ClassVar[str] = ""
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise ValueError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, got "
+                f"{type(config).__name__} (arch {config.arch!r})"
+            )
+        self.config = config
+        self.backbone = Backbone(config, self.make_interaction)
+        self.head = self._build_head(config.target)
+
+    def make_interaction(
+        self,
+        irreps_in: o3.Irreps,
+        irreps_out: o3.Irreps,
+        irreps_sh: o3.Irreps,
+        irreps_node_attr: o3.Irreps,
+    ) -> EquivariantModule:
+        """The architecture's interaction layer (``forward(h, edges, node_attr)``)."""
+        raise NotImplementedError
+
+    def _build_head(self, target: str) -> TensorHead:
+        head = build_head(
+            target,
+            self.backbone.irreps_out,
+            num_layers=self.config.num_mlp_layers,
+            channels=self.config.channels,
+        )
+        check_irreps(head.irreps_in, self.backbone.irreps_out, "head")
+        return head
+
+    @property
+    def kind(self) -> TensorKind:
+        """The :class:`~crystensor.tensors.kinds.TensorKind` the head predicts."""
+        return resolve_target(self.config.target)
+
+    def replace_head(self, target: str) -> None:
+        """Attach a fresh head for ``target`` (property or kind name), keeping the backbone.
+
+        The config's ``target`` is updated; the new head has the backbone's device and dtype.
+        """
+        param = next(self.backbone.parameters())
+        self.head = self._build_head(target).to(device=param.device, dtype=param.dtype)
+        self.config = self.config.replace(target=target)
+
+    def forward(self, batch: Any) -> dict[str, torch.Tensor]:
+        """PyG batch -> predictions (see the class docstring for the keys and shapes)."""
+        return self.head(self.backbone(batch))

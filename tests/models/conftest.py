@@ -1,0 +1,50 @@
+"""Fixtures for the model tests: float64, tiny structures and a cache of small models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import torch
+
+from crystensor.models import TensorModel, build_model, preset
+from tests.models.graphs import NUM_FEATURES, STRUCTURES, to_data
+
+
+@pytest.fixture(scope="package", autouse=True)
+def float64() -> Iterator[None]:
+    """float64 (equivariance is checked to 1e-10) and one thread; both restored afterwards."""
+    previous, threads = torch.get_default_dtype(), torch.get_num_threads()
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)  # tiny graphs: thread start-up costs more than it saves
+    yield
+    torch.set_default_dtype(previous)
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="package")
+def structures(float64):
+    return {name: make() for name, make in STRUCTURES.items()}
+
+
+@pytest.fixture(scope="package")
+def graphs(structures):
+    return {name: to_data(s) for name, s in structures.items()}
+
+
+@pytest.fixture(scope="package")
+def small_model(float64) -> Callable[..., TensorModel]:
+    """``small_model(arch, target, pooling)``: a cached ``small``-preset model in eval mode."""
+    cache: dict[tuple, TensorModel] = {}
+
+    def get(arch: str, target: str = "elastic", pooling: str = "mean") -> TensorModel:
+        key = (arch, target, pooling)
+        if key not in cache:
+            torch.manual_seed(len(cache))
+            config = preset(
+                arch, "small", num_node_features=NUM_FEATURES, target=target, pooling=pooling
+            )
+            cache[key] = build_model(config).eval()
+        return cache[key]
+
+    return get
