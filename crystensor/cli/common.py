@@ -29,6 +29,7 @@ def configure_logging(verbosity: int) -> None:
     from rich.logging import RichHandler
 
     handler = RichHandler(console=err_console, show_path=False, show_time=verbosity > 1)
+    handler.setLevel(level)  # a run's log file may ask the loggers for more than the console shows
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
     log.setLevel(level)
 

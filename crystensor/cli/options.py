@@ -32,3 +32,114 @@ AngleTolerance = Annotated[
     float,
     typer.Option("--angle-tolerance", min=0.0, max=30.0, help="spglib angle tolerance (degrees)."),
 ]
+
+# -- training (train and finetune) -----------------------------------------------------------
+# Defaults are None so that a command knows which settings the user gave; the values used when
+# an option is absent are TrainConfig's defaults (shown in --help).
+_T = "Training"
+Epochs = Annotated[
+    int | None,
+    typer.Option("--epochs", min=1, help="Maximum epochs.", show_default="200", rich_help_panel=_T),
+]
+BatchSize = Annotated[
+    int | None,
+    typer.Option(
+        "--batch-size",
+        min=1,
+        help="Graphs per step, summed over all processes.",
+        show_default="32",
+        rich_help_panel=_T,
+    ),
+]
+LearningRate = Annotated[
+    float | None,
+    typer.Option(
+        "--lr", min=0.0, help="AdamW learning rate.", show_default="0.002", rich_help_panel=_T
+    ),
+]
+Schedule = Annotated[
+    str | None,
+    typer.Option(
+        "--schedule",
+        help="Learning-rate schedule: cosine (to --min-lr), plateau (halve), constant.",
+        show_default="cosine",
+        rich_help_panel=_T,
+    ),
+]
+MinLr = Annotated[
+    float | None,
+    typer.Option(
+        "--min-lr", min=0.0, help="Floor of the schedule.", show_default="1e-05", rich_help_panel=_T
+    ),
+]
+WeightDecay = Annotated[
+    float | None,
+    typer.Option(
+        "--weight-decay",
+        min=0.0,
+        help="AdamW weight decay.",
+        show_default="1e-05",
+        rich_help_panel=_T,
+    ),
+]
+LossSpace = Annotated[
+    str | None,
+    typer.Option(
+        "--loss",
+        help="MSE on per-part normalised irreps, or on Cartesian components.",
+        show_default="irreps",
+        rich_help_panel=_T,
+    ),
+]
+ClipGrad = Annotated[
+    float | None,
+    typer.Option(
+        "--clip-grad",
+        min=0.0,
+        help="Clip the gradient norm (0: off).",
+        show_default="10",
+        rich_help_panel=_T,
+    ),
+]
+Patience = Annotated[
+    int | None,
+    typer.Option(
+        "--patience",
+        min=0,
+        help="Stop after this many epochs without a better validation MAE (0: off).",
+        show_default="40",
+        rich_help_panel=_T,
+    ),
+]
+Seed = Annotated[
+    int | None,
+    typer.Option(
+        "--seed",
+        help="Seed of the initial weights and the shuffling.",
+        show_default="0",
+        rich_help_panel=_T,
+    ),
+]
+Device = Annotated[
+    str | None,
+    typer.Option("--device", help="auto, cpu or cuda.", show_default="auto", rich_help_panel=_T),
+]
+Compile = Annotated[
+    bool | None,
+    typer.Option(
+        "--compile/--no-compile",
+        help="torch.compile the model (slow to start; see the README's measurements).",
+        show_default="no-compile",
+        rich_help_panel=_T,
+    ),
+]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        min=0,
+        help="DataLoader worker processes per rank.",
+        show_default="0",
+        rich_help_panel=_T,
+    ),
+]

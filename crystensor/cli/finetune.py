@@ -1,0 +1,98 @@
+"""``crystensor finetune``: continue training a checkpoint's network on another store."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crystensor.cli import options as opt
+from crystensor.cli.common import guarded
+from crystensor.errors import InputError
+
+
+@guarded
+def finetune(
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            help="Checkpoint to start from (best.pt of any run, scalar or tensor).",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ],
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", "-d", help="HDF5 graph store of the new target.", dir_okay=False),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="New directory for the run's files.", file_okay=False),
+    ] = None,
+    freeze: Annotated[
+        str,
+        typer.Option(
+            "--freeze",
+            help="Keep fixed: embedding, interactions (embedding + interaction layers) or none.",
+        ),
+    ] = "none",
+    backbone_lr: Annotated[
+        float | None,
+        typer.Option(
+            "--backbone-lr",
+            min=0.0,
+            help="Learning rate of the transferred network (default: --lr / 10).",
+        ),
+    ] = None,
+    epochs: opt.Epochs = None,
+    batch_size: opt.BatchSize = None,
+    lr: opt.LearningRate = None,
+    schedule: opt.Schedule = None,
+    min_lr: opt.MinLr = None,
+    weight_decay: opt.WeightDecay = None,
+    loss: opt.LossSpace = None,
+    clip_grad: opt.ClipGrad = None,
+    patience: opt.Patience = None,
+    seed: opt.Seed = None,
+    device: opt.Device = None,
+    compile: opt.Compile = None,
+    workers: opt.Workers = None,
+) -> None:
+    """Fine-tune a trained network on a new store (any target).
+
+    Example: [bold]crystensor finetune runs/elastic/best.pt -d dielectric.h5 -o runs/diel[/].
+    The backbone is transferred; the head is kept when the store's target is the checkpoint's,
+    else a new one is built. An interrupted fine-tuning run continues with
+    [bold]crystensor train --resume RUN_DIR[/].
+    """
+    from crystensor.cli.training import given, make_reporter, summarise, train_config
+    from crystensor.train import run
+
+    if data is None or output is None:
+        raise InputError("pass --data STORE.h5 and --output RUN_DIR")
+    quiet = logging.getLogger("crystensor").getEffectiveLevel() > logging.WARNING
+    settings = given(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        schedule=schedule,
+        min_lr=min_lr,
+        weight_decay=weight_decay,
+        loss=loss,
+        clip_grad=clip_grad,
+        patience=patience,
+        seed=seed,
+        device=device,
+        compile=compile,
+        workers=workers,
+        freeze=freeze,
+    )
+    config = train_config(settings)
+    config = config.replace(backbone_lr=config.lr / 10 if backbone_lr is None else backbone_lr)
+    result = run.finetune(
+        checkpoint, data, output, config=config, reporter=make_reporter(quiet), command=sys.argv
+    )
+    summarise(result, quiet)

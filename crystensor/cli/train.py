@@ -1,0 +1,214 @@
+"""``crystensor train``: fit a model to a graph store, optionally after scalar pretraining."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crystensor.cli import options as opt
+from crystensor.cli.common import guarded
+from crystensor.errors import InputError
+
+_M = "Model"
+_P = "Pretraining"
+
+
+@guarded
+def train(
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            "-d",
+            help="HDF5 graph store of the target (crystensor featurize).",
+            dir_okay=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="New directory for the run's files.", file_okay=False),
+    ] = None,
+    arch: Annotated[
+        str,
+        typer.Option("--arch", "-a", help="segnn, seconv or setransformer.", rich_help_panel=_M),
+    ] = "segnn",
+    preset: Annotated[
+        str,
+        typer.Option("--preset", help="Model size: small or default.", rich_help_panel=_M),
+    ] = "default",
+    lmax: Annotated[
+        int | None,
+        typer.Option(
+            "--lmax",
+            min=0,
+            help="Highest l of hidden features and edge harmonics.",
+            rich_help_panel=_M,
+        ),
+    ] = None,
+    channels: Annotated[
+        int | None,
+        typer.Option(
+            "--channels", min=1, help="Multiplicity of each hidden irrep.", rich_help_panel=_M
+        ),
+    ] = None,
+    interactions: Annotated[
+        int | None,
+        typer.Option(
+            "--interactions", "-R", min=1, help="Interaction layers R.", rich_help_panel=_M
+        ),
+    ] = None,
+    self_interactions: Annotated[
+        int | None,
+        typer.Option(
+            "--self-interactions",
+            "-N",
+            min=1,
+            help="Self-interaction layers N.",
+            rich_help_panel=_M,
+        ),
+    ] = None,
+    mlp_layers: Annotated[
+        int | None,
+        typer.Option(
+            "--mlp-layers",
+            "-M",
+            min=0,
+            help="Equivariant MLP layers M of the head.",
+            rich_help_panel=_M,
+        ),
+    ] = None,
+    pooling: Annotated[
+        str | None,
+        typer.Option("--pooling", help="Graph pooling: mean or max.", rich_help_panel=_M),
+    ] = None,
+    epochs: opt.Epochs = None,
+    batch_size: opt.BatchSize = None,
+    lr: opt.LearningRate = None,
+    schedule: opt.Schedule = None,
+    min_lr: opt.MinLr = None,
+    weight_decay: opt.WeightDecay = None,
+    loss: opt.LossSpace = None,
+    clip_grad: opt.ClipGrad = None,
+    patience: opt.Patience = None,
+    seed: opt.Seed = None,
+    device: opt.Device = None,
+    compile: opt.Compile = None,
+    workers: opt.Workers = None,
+    pretrain: Annotated[
+        str | None,
+        typer.Option(
+            "--pretrain",
+            help=(
+                "First train on a scalar (bandgap or formation-energy, with --pretrain-data), "
+                "or start from a checkpoint file's network."
+            ),
+            rich_help_panel=_P,
+        ),
+    ] = None,
+    pretrain_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--pretrain-data",
+            help="Graph store of the pretraining scalar.",
+            dir_okay=False,
+            rich_help_panel=_P,
+        ),
+    ] = None,
+    pretrain_epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--pretrain-epochs",
+            min=1,
+            help="Epochs of the pretraining stage (default: --epochs).",
+            rich_help_panel=_P,
+        ),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            help="Continue the interrupted run in this directory with its own settings.",
+            file_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Train a model on a graph store: [bold]crystensor train -d elastic.h5 -o runs/elastic[/].
+
+    Writes best.pt and last.pt (checkpoints), metrics.json (per-component Voigt MAE, Frobenius
+    error, EwT; per crystal system), history.json, train.log and PNG plots to the run directory.
+    Runs data-parallel under [bold]torchrun --nproc_per_node K[/] (see examples/slurm_train.sh).
+    """
+    from crystensor.cli.training import given, make_reporter, summarise, train_config
+    from crystensor.train import run
+
+    quiet = logging.getLogger("crystensor").getEffectiveLevel() > logging.WARNING
+    settings = given(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        schedule=schedule,
+        min_lr=min_lr,
+        weight_decay=weight_decay,
+        loss=loss,
+        clip_grad=clip_grad,
+        patience=patience,
+        seed=seed,
+        device=device,
+        compile=compile,
+        workers=workers,
+    )
+    model = {
+        k: v
+        for k, v in dict(
+            lmax=lmax,
+            channels=channels,
+            num_interactions=interactions,
+            num_self_interactions=self_interactions,
+            num_mlp_layers=mlp_layers,
+            pooling=pooling,
+        ).items()
+        if v is not None
+    }
+    reporter = make_reporter(quiet)
+    if resume is not None:
+        extra = [k for k, v in dict(data=data, output=output, pretrain=pretrain).items() if v]
+        if settings or model or extra:
+            raise InputError(
+                "--resume continues a run with the settings it started with; drop "
+                + ", ".join(f"--{k.replace('_', '-')}" for k in [*settings, *model, *extra])
+            )
+        result = run.resume(resume, reporter=reporter)
+    else:
+        if data is None or output is None:
+            raise InputError("pass --data STORE.h5 and --output RUN_DIR (or --resume RUN_DIR)")
+        _check_choice("--arch", arch, ("segnn", "seconv", "setransformer"))
+        _check_choice("--preset", preset, ("small", "default"))
+        config = train_config(settings)
+        pre_config = None
+        if pretrain_epochs is not None:
+            pre_config = config.replace(epochs=pretrain_epochs)
+        elif pretrain_data is not None and pretrain is None:
+            raise InputError("--pretrain-data needs --pretrain bandgap or formation-energy")
+        result = run.train(
+            data,
+            output,
+            arch=arch,
+            preset_name=preset,
+            model_overrides=model,
+            config=config,
+            pretrain=pretrain,
+            pretrain_data=pretrain_data,
+            pretrain_config=pre_config,
+            reporter=reporter,
+            command=sys.argv,
+        )
+    summarise(result, quiet)
+
+
+def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InputError(f"{option} must be one of {', '.join(choices)}, got {value!r}")

@@ -1,0 +1,1 @@
+"""Training: the loop, losses, metrics, checkpoints and distributed (DDP) set-up."""

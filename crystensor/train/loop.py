@@ -1,0 +1,508 @@
+"""One training stage: optimise a model on a graph store's training split, validate each epoch,
+keep the best weights, and evaluate the result.
+
+:func:`fit` is the engine behind ``crystensor train`` and ``crystensor finetune`` (the
+orchestration, pretraining and resuming live in :mod:`crystensor.train.run`). Under ``torchrun``
+it trains with DDP (:mod:`crystensor.train.distributed`); each epoch's shuffling comes from a
+``DistributedSampler`` seeded with ``seed + epoch``, so a resumed run draws the same batches an
+uninterrupted one would.
+
+Files written to ``run_dir`` by rank 0:
+
+====================  ======================================================================
+``best.pt``           weights of the epoch with the lowest validation MAE (+ final metrics)
+``last.pt``           the latest epoch, with optimizer / scheduler / RNG state for ``--resume``
+``metrics.json``      validation and test metrics of the best weights
+``history.json``      one record per epoch (losses, validation MAE, learning rate, time)
+``*.png``             component-MAE heatmap, parity plot, learning curves
+====================  ======================================================================
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from crystensor.errors import InputError
+from crystensor.io.atomic import atomic_write_text
+from crystensor.train import distributed
+from crystensor.train.checkpoint import Checkpoint, save_checkpoint
+from crystensor.train.config import TrainConfig
+from crystensor.train.losses import Normalization, loss_function, target_normalization
+
+__all__ = ["FitResult", "Reporter", "evaluate", "fit", "split_ids"]
+
+log = logging.getLogger(__name__)
+
+
+class Reporter:
+    """Receives progress events (the CLI draws rich progress bars); the base does nothing."""
+
+    def stage_start(self, name: str, epochs: int, start_epoch: int, batches: int) -> None:
+        """A stage begins; ``start_epoch`` epochs are already done (resume)."""
+
+    def batch_end(self, loss: float) -> None:
+        """One optimiser step finished with this (normalised) batch loss."""
+
+    def epoch_end(self, record: dict[str, Any]) -> None:
+        """An epoch finished; ``record`` is its entry in ``history.json``."""
+
+    def stage_end(self, result: FitResult) -> None:
+        """The stage finished and its files are written."""
+
+
+@dataclass
+class FitResult:
+    """What a finished stage left behind."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.run_dir / "best.pt"
+
+
+def split_ids(store: Any) -> dict[str, list[str]]:
+    """Material ids of each split of ``store``."""
+    ids = store.ids
+    return {name: [ids[i] for i in store.split_indices(name)] for name in ("train", "val", "test")}
+
+
+def _loader(dataset, batch_size: int, sampler=None, workers: int = 0):
+    from torch_geometric.loader import DataLoader
+
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    dataset: Any,
+    *,
+    info: distributed.DistInfo,
+    batch_size: int = 64,
+    loss_fn: Any = None,
+) -> dict[str, Any]:
+    """Predictions for every graph of ``dataset`` (sharded over ranks, gathered on all).
+
+    Returns
+    -------
+    dict
+        ``index (n,)`` store indices (ascending), ``ids``, ``pred_irreps (n, dim)``,
+        ``pred (n, 3, ..., 3)`` (``(n,)`` for scalars), ``true_irreps``, ``true``, and
+        ``loss`` (mean normalised loss, if ``loss_fn`` is given).
+    """
+    was_training = model.training
+    model.eval()
+    shard = copy.copy(dataset)
+    shard.indices = distributed.shard(dataset.indices, info)
+    parts: dict[str, list] = {k: [] for k in ("pred_irreps", "pred", "true_irreps", "true")}
+    ids: list[str] = []
+    loss_sum = 0.0
+    for batch in _loader(shard, batch_size):
+        batch = batch.to(info.device)
+        out = model(batch)
+        if loss_fn is not None:
+            loss_sum += float(loss_fn(out, batch)) * batch.num_graphs
+        scalar = "scalar" in out
+        parts["pred_irreps"].append(out["irreps"].double().cpu().numpy())
+        parts["pred"].append(out["scalar" if scalar else "cartesian"].double().cpu().numpy())
+        parts["true_irreps"].append(batch.y.double().cpu().numpy())
+        true = batch.y_cartesian.double().cpu().numpy()
+        parts["true"].append(true.reshape(-1) if scalar else true)
+        ids.extend(batch.id)
+    model.train(was_training)
+    arrays = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in parts.items()}
+    arrays["index"] = np.asarray(shard.indices, dtype=np.int64)
+    arrays["ids"] = ids
+    arrays["loss_sum"] = np.array([loss_sum])
+    arrays = distributed.gather_arrays(info, arrays)
+    order = np.argsort(arrays["index"], kind="stable")
+    out = {k: v[order] for k, v in arrays.items() if isinstance(v, np.ndarray) and k != "loss_sum"}
+    out["ids"] = [arrays["ids"][i] for i in order]
+    n = len(order)
+    out["loss"] = float(arrays["loss_sum"].sum()) / max(n, 1) if loss_fn is not None else None
+    return out
+
+
+def _split_metrics(store, kind, predictions: dict[str, Any]) -> dict[str, Any]:
+    from crystensor.train.metrics import tensor_metrics
+
+    systems = store.read("crystal_system")[predictions["index"]]
+    systems = [str(s) for s in systems]
+    if not any(systems):
+        systems = None
+    return tensor_metrics(
+        predictions["pred"], predictions["true"], kind, systems, units=store.units
+    )
+
+
+def _freeze(model: torch.nn.Module, what: str) -> list[str]:
+    """Stop gradients into the named part of the backbone; returns the frozen modules."""
+    backbone = model.backbone
+    modules = {
+        "none": [],
+        "embedding": ["embedding"],
+        "interactions": ["embedding", "interactions"],
+    }
+    for name in modules[what]:
+        for p in getattr(backbone, name).parameters():
+            p.requires_grad_(False)
+    return modules[what]
+
+
+def _param_groups(model, config: TrainConfig, transferred: bool) -> list[dict[str, Any]]:
+    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+    head = [p for p in model.head.parameters() if p.requires_grad]
+    if not transferred or config.backbone_lr is None:
+        return [{"params": backbone + head, "lr": config.lr, "name": "all"}]
+    return [
+        {"params": backbone, "lr": config.backbone_lr, "name": "backbone"},
+        {"params": head, "lr": config.lr, "name": "head"},
+    ]
+
+
+def _scheduler(optimizer, config: TrainConfig):
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=config.epochs, eta_min=config.min_lr
+        )
+    if config.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=0.5, patience=max(1, config.patience // 3), min_lr=config.min_lr
+        )
+    return None
+
+
+def _compile(module: torch.nn.Module) -> torch.nn.Module:
+    try:
+        return torch.compile(module, dynamic=True)
+    except Exception as exc:  # no compiler tool-chain: say so and carry on eagerly
+        log.warning("torch.compile is unavailable (%s); training eagerly", exc)
+        return module
+
+
+def fit(
+    model: torch.nn.Module,
+    store: Any,
+    config: TrainConfig,
+    run_dir: Path,
+    *,
+    featurization: dict[str, Any],
+    info: distributed.DistInfo,
+    reporter: Reporter | None = None,
+    resume: Checkpoint | None = None,
+    transferred: bool = False,
+    stage: str = "train",
+    meta: dict[str, Any] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``store``'s train split, validating on its val split.
+
+    Parameters
+    ----------
+    model : TensorModel
+        Initialised (or transferred) network; its target must be the store's.
+    store : GraphStore
+    config : TrainConfig
+    run_dir : Path
+        Where the stage's files go (rank 0 writes).
+    featurization : dict
+        :func:`crystensor.train.checkpoint.featurization_of` the store (saved with the model).
+    info : DistInfo
+        From :func:`crystensor.train.distributed.setup`.
+    reporter : Reporter, optional
+    resume : Checkpoint, optional
+        ``last.pt`` of an interrupted run of this stage: weights, optimizer, scheduler, history
+        and early-stopping state continue from it.
+    transferred : bool
+        The backbone comes from another checkpoint (``config.backbone_lr`` then applies).
+    stage : str
+        Name shown in progress and logs (``"pretrain"``, ``"train"``, ``"finetune"``).
+    meta : dict, optional
+        Provenance saved in the checkpoints.
+    """
+    from crystensor.data.dataset import GraphDataset
+
+    reporter = reporter or Reporter()
+    kind = model.kind
+    if store.target != model.config.target:
+        raise InputError(
+            f"{store.path.name} holds {store.target!r} targets but the model predicts "
+            f"{model.config.target!r}"
+        )
+    dataset = GraphDataset(store, in_memory=True)
+    train_set, val_set = dataset.subset("train"), dataset.subset("val")
+    test_set = dataset.subset("test")
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise InputError(
+            f"{store.path.name} has {len(train_set)} training and {len(val_set)} validation "
+            "graphs; training needs both (featurize more structures)"
+        )
+    if config.batch_size % info.world_size:
+        raise InputError(
+            f"--batch-size {config.batch_size} must be a multiple of the {info.world_size} "
+            "processes (each takes an equal share of a batch)"
+        )
+    per_rank = config.batch_size // info.world_size
+
+    if resume is not None:
+        normalization = Normalization.from_dict(resume.normalization)
+        model.load_state_dict(resume.state_dict)
+    else:
+        train_idx = train_set.indices
+        normalization = target_normalization(
+            store.read("target_irreps")[train_idx],
+            store.read("target_cartesian")[train_idx],
+            kind,
+        )
+        model.head.set_output_normalization(
+            torch.tensor(normalization.scale), torch.tensor(normalization.shift)
+        )
+    model.to(info.device)
+    frozen = _freeze(model, config.freeze)
+    if frozen:
+        log.info("%s: frozen backbone parts: %s", stage, ", ".join(frozen))
+    loss_fn = loss_function(config.loss, normalization, kind)
+    optimizer = torch.optim.AdamW(
+        _param_groups(model, config, transferred), lr=config.lr, weight_decay=config.weight_decay
+    )
+    scheduler = _scheduler(optimizer, config)
+
+    history: list[dict[str, Any]] = []
+    start_epoch, best_mae, best_epoch, bad_epochs = 0, math.inf, 0, 0
+    if resume is not None:
+        state = resume.training
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        history = list(state["history"])
+        start_epoch = int(state["epoch"])
+        best_mae, best_epoch = float(state["best_val_mae"]), int(state["best_epoch"])
+        bad_epochs = int(state["bad_epochs"])
+
+    net: torch.nn.Module = model
+    if info.distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.device] if info.device.type == "cuda" else None
+        )
+    if config.compile:
+        net = _compile(net)
+
+    sampler = torch.utils.data.DistributedSampler(
+        train_set,
+        num_replicas=info.world_size,
+        rank=info.rank,
+        shuffle=True,
+        seed=config.seed,
+        drop_last=False,
+    )
+    train_loader = _loader(train_set, per_rank, sampler, config.num_workers)
+    params = [p for p in model.parameters() if p.requires_grad]
+    base = dict(
+        featurization=featurization,
+        normalization=normalization.to_dict(),
+        split=split_ids(store),
+        meta={**(meta or {}), "stage": stage, "store": store.path.name},
+    )
+
+    def checkpoint(metrics: dict[str, Any], training: dict[str, Any]) -> Checkpoint:
+        return Checkpoint.from_model(model, metrics=metrics, training=training, **base)
+
+    run_dir = Path(run_dir)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    reporter.stage_start(stage, config.epochs, start_epoch, len(train_loader))
+    log.info(
+        "%s: %s on %s (%d train / %d val graphs), %d epochs, batch %d on %d process(es)",
+        stage,
+        model.config.arch,
+        store.path.name,
+        len(train_set),
+        len(val_set),
+        config.epochs,
+        config.batch_size,
+        info.world_size,
+    )
+    stopped_early = False
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        sampler.set_epoch(epoch)
+        net.train()
+        loss_sum = torch.zeros(2, dtype=torch.float64)
+        for batch in train_loader:
+            batch = batch.to(info.device)
+            loss = loss_fn(net(batch), batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.clip_grad > 0:
+                torch.nn.utils.clip_grad_norm_(params, config.clip_grad)
+            optimizer.step()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise InputError(
+                    f"{stage}: the training loss became {value} in epoch {epoch + 1}; lower "
+                    "--lr or --clip-grad"
+                )
+            loss_sum += torch.tensor([value * batch.num_graphs, batch.num_graphs])
+            reporter.batch_end(value)
+        if info.distributed:
+            import torch.distributed as dist
+
+            reduced = loss_sum.to(info.device)
+            dist.all_reduce(reduced)
+            loss_sum = reduced.cpu()
+        val = evaluate(model, val_set, info=info, batch_size=2 * per_rank, loss_fn=loss_fn)
+        val_mae = _split_metrics(store, kind, val)["mae"]
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val_mae)
+        elif scheduler is not None:
+            scheduler.step()
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": float(loss_sum[0] / loss_sum[1]),
+            "val_loss": val["loss"],
+            "val_mae": val_mae,
+            "lr": optimizer.param_groups[-1]["lr"],
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        history.append(record)
+        improved = val_mae < best_mae
+        if improved:
+            best_mae, best_epoch, bad_epochs = val_mae, epoch + 1, 0
+        else:
+            bad_epochs += 1
+        training = {
+            "train_config": config.to_dict(),
+            "epoch": epoch + 1,
+            "history": history,
+            "best_val_mae": best_mae,
+            "best_epoch": best_epoch,
+            "bad_epochs": bad_epochs,
+        }
+        if info.is_main:
+            epoch_metrics = {"val_mae": val_mae, "epoch": epoch + 1}
+            if improved:
+                save_checkpoint(checkpoint(epoch_metrics, training), run_dir / "best.pt")
+            resume_state = {
+                **training,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "torch_rng": torch.get_rng_state(),
+            }
+            save_checkpoint(checkpoint(epoch_metrics, resume_state), run_dir / "last.pt")
+            atomic_write_text(run_dir / "history.json", json.dumps(history, indent=1) + "\n")
+        log.info(
+            "%s epoch %d/%d: train loss %.4g, val loss %.4g, val MAE %.4g %s%s (%.1f s)",
+            stage,
+            epoch + 1,
+            config.epochs,
+            record["train_loss"],
+            record["val_loss"],
+            val_mae,
+            store.units,
+            " *" if improved else "",
+            record["seconds"],
+        )
+        reporter.epoch_end(record)
+        if config.patience and bad_epochs >= config.patience:
+            stopped_early = True
+            log.info("%s: no improvement for %d epochs; stopping", stage, bad_epochs)
+            break
+
+    result = _finish(
+        model,
+        store,
+        dataset,
+        run_dir,
+        info=info,
+        batch_size=2 * per_rank,
+        history=history,
+        best_epoch=best_epoch,
+        stopped_early=stopped_early,
+        checkpoint=checkpoint,
+        loss_fn=loss_fn,
+        sets={"val": val_set, "test": test_set},
+    )
+    reporter.stage_end(result)
+    return result
+
+
+def _finish(
+    model,
+    store,
+    dataset,
+    run_dir: Path,
+    *,
+    info,
+    batch_size,
+    history,
+    best_epoch,
+    stopped_early,
+    checkpoint,
+    loss_fn,
+    sets,
+) -> FitResult:
+    """Reload the best weights, evaluate val and test, write metrics, plots and best.pt."""
+    from crystensor.train import plots
+
+    distributed.barrier(info)  # rank 0 has written best.pt
+    from crystensor.train.checkpoint import load_checkpoint
+
+    best = load_checkpoint(run_dir / "best.pt", map_location=info.device)
+    model.load_state_dict(best.state_dict)
+    kind = model.kind
+    metrics: dict[str, Any] = {
+        "target": store.target,
+        "kind": kind.name,
+        "units": store.units,
+        "arch": model.config.arch,
+        "store": store.path.name,
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "stopped_early": stopped_early,
+        "counts": {name: len(dataset.subset(name)) for name in ("train", "val", "test")},
+    }
+    predictions = {}
+    for name, subset in sets.items():
+        if len(subset) == 0:
+            continue
+        predictions[name] = evaluate(model, subset, info=info, batch_size=batch_size)
+        metrics[name] = _split_metrics(store, kind, predictions[name])
+    if info.is_main:
+        save_checkpoint(checkpoint(metrics, best.training), run_dir / "best.pt")
+        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+        plots.plot_learning_curves(history, run_dir / "learning_curves.png")
+        shown = "test" if "test" in predictions else "val"
+        if kind.rank > 0:
+            plots.plot_component_heatmap(
+                metrics[shown], run_dir / "heatmap.png", title=f"{kind.name}, {shown} split"
+            )
+        plots.plot_parity(
+            predictions[shown]["pred"],
+            predictions[shown]["true"],
+            kind,
+            run_dir / "parity.png",
+            title=f"{kind.name}, {shown} split",
+        )
+    distributed.barrier(info)
+    return FitResult(run_dir, metrics, history, stopped_early)

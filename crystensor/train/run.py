@@ -1,0 +1,401 @@
+"""Training runs: the plans behind ``crystensor train`` and ``crystensor finetune``.
+
+A run is a plan of one or two stages, written to ``RUN_DIR/run.json`` before anything trains:
+
+* ``train``: a fresh network from a preset, trained on the store;
+* ``train --pretrain band-gap --pretrain-data S.h5``: stage ``pretrain`` trains the network on
+  the scalar store in ``RUN_DIR/pretrain/``; its best backbone then gets a head for the tensor
+  target and stage ``train`` trains it on the tensor store in ``RUN_DIR`` (the paper's
+  scalar -> tensor progression);
+* ``train --pretrain CKPT`` and ``finetune CKPT``: the network starts from a checkpoint's
+  backbone (and keeps its head when the target is the same).
+
+:func:`resume` reads the plan back and re-runs it: a finished stage (its ``metrics.json``
+exists) is skipped, an interrupted one continues from its ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from crystensor.errors import InputError
+from crystensor.io.atomic import atomic_write_text
+from crystensor.train import distributed
+from crystensor.train.checkpoint import (
+    check_featurization,
+    featurization_of,
+    load_checkpoint,
+)
+from crystensor.train.config import TrainConfig, train_config_from_dict
+from crystensor.train.loop import FitResult, Reporter, fit
+
+__all__ = ["PRETRAIN_TARGETS", "RunResult", "finetune", "resume", "train"]
+
+log = logging.getLogger(__name__)
+
+# --pretrain names -> store targets
+PRETRAIN_TARGETS = {
+    "bandgap": "band-gap",
+    "band-gap": "band-gap",
+    "formation-energy": "formation-energy",
+}
+PLAN_FILE = "run.json"
+PLAN_VERSION = 1
+
+
+@dataclass
+class RunResult:
+    """The stages a run trained, in order; ``final`` is the one whose model is the result."""
+
+    run_dir: Path
+    stages: list[FitResult] = field(default_factory=list)
+
+    @property
+    def final(self) -> FitResult:
+        return self.stages[-1]
+
+
+def _open_store(path: str | os.PathLike, what: str):
+    from crystensor.data.store import GraphStore
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} {path} does not exist; build it with crystensor featurize")
+    return GraphStore(path)
+
+
+def _store_identity(store) -> dict[str, Any]:
+    return {
+        "path": str(store.path.resolve()),
+        "created": store.attrs["created"],
+        "n_graphs": len(store),
+        "target": store.target,
+    }
+
+
+def _check_identity(store, recorded: dict[str, Any]) -> None:
+    now = _store_identity(store)
+    for key in ("created", "n_graphs", "target"):
+        if now[key] != recorded[key]:
+            raise InputError(
+                f"{store.path} changed since the run began ({key} {recorded[key]!r} -> "
+                f"{now[key]!r}); start a new run instead of --resume"
+            )
+
+
+def _model_config(plan: dict[str, Any], store, target: str):
+    """The network's config: the plan's preset and overrides, cutoff and features from the store."""
+    from crystensor.models import preset
+
+    overrides = dict(plan.get("model_overrides") or {})
+    overrides.setdefault("avg_num_neighbors", round(store.num_edges / max(store.num_nodes, 1), 1))
+    try:
+        return preset(
+            plan["arch"],
+            plan["preset"],
+            num_node_features=int(store.attrs["feature_dim"]),
+            target=target,
+            cutoff=store.cutoff,
+            **overrides,
+        )
+    except ValueError as exc:
+        raise InputError(f"bad model settings: {exc}") from exc
+
+
+def _new_model(plan: dict[str, Any], store, target: str, seed: int):
+    from crystensor.models import build_model
+
+    config = _model_config(plan, store, target)
+    torch.manual_seed(seed)
+    return build_model(config)
+
+
+def _transfer(checkpoint_path: str | os.PathLike, store, what: str):
+    """The network of a checkpoint, with a head for ``store``'s target (kept if the same)."""
+    source = load_checkpoint(checkpoint_path)
+    check_featurization(source.featurization, store, f"the checkpoint {Path(checkpoint_path).name}")
+    model = source.build_model()
+    if source.target != store.target:
+        model.replace_head(store.target)
+        log.info(
+            "%s: backbone of %s (%s), new %s head",
+            what,
+            Path(checkpoint_path).name,
+            source.target,
+            store.target,
+        )
+    else:
+        log.info("%s: backbone and head of %s (%s)", what, checkpoint_path, source.target)
+    return model.train()
+
+
+@contextlib.contextmanager
+def _log_file(path: Path, info: distributed.DistInfo):
+    """Copy crystensor's INFO log records to ``path`` (rank 0) for the run's duration."""
+    if not info.is_main:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("crystensor")
+    old_level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        handler.close()
+
+
+def _stage(
+    plan: dict[str, Any],
+    stage: dict[str, Any],
+    stage_dir: Path,
+    *,
+    info: distributed.DistInfo,
+    reporter: Reporter,
+    parent: Path | None,
+) -> FitResult:
+    """Run (or resume, or skip if finished) one stage of ``plan``."""
+    store = _open_store(stage["data"], "store")
+    _check_identity(store, stage["store"])
+    config = train_config_from_dict(stage["train"])
+    metrics_file = stage_dir / "metrics.json"
+    if metrics_file.is_file() and (stage_dir / "best.pt").is_file():
+        log.info("%s: already finished in %s", stage["name"], stage_dir)
+        history = json.loads((stage_dir / "history.json").read_text())
+        return FitResult(stage_dir, json.loads(metrics_file.read_text()), history)
+    if parent is not None:
+        model = _transfer(parent, store, stage["name"])
+    else:
+        model = _new_model(plan, store, store.target, config.seed)
+    resume_from = None
+    if (stage_dir / "last.pt").is_file():
+        resume_from = load_checkpoint(stage_dir / "last.pt")
+        log.info("%s: resuming after epoch %d", stage["name"], resume_from.training["epoch"])
+    meta = {
+        "command": plan.get("command"),
+        "created": plan["created"],
+        "parent": str(parent) if parent else None,
+        "run_dir": str(stage_dir),
+    }
+    return fit(
+        model,
+        store,
+        config,
+        stage_dir,
+        featurization=featurization_of(store),
+        info=info,
+        reporter=reporter,
+        resume=resume_from,
+        transferred=parent is not None,
+        stage=stage["name"],
+        meta=meta,
+    )
+
+
+def _execute(
+    plan: dict[str, Any], run_dir: Path, reporter: Reporter | None, info: distributed.DistInfo
+) -> RunResult:
+    reporter = reporter or Reporter()
+    result = RunResult(run_dir)
+    try:
+        with _log_file(run_dir / "train.log", info):
+            parent = Path(plan["start_from"]) if plan.get("start_from") else None
+            for stage in plan["stages"]:
+                stage_dir = run_dir / stage["subdir"] if stage["subdir"] else run_dir
+                fitted = _stage(plan, stage, stage_dir, info=info, reporter=reporter, parent=parent)
+                result.stages.append(fitted)
+                parent = fitted.best_checkpoint
+    finally:
+        distributed.teardown(info)
+    return result
+
+
+def _stage_plan(name: str, store, config: TrainConfig, subdir: str = "") -> dict[str, Any]:
+    return {
+        "name": name,
+        "data": str(store.path.resolve()),
+        "store": _store_identity(store),
+        "train": config.to_dict(),
+        "subdir": subdir,
+    }
+
+
+def _start(plan: dict[str, Any], run_dir: Path, reporter: Reporter | None) -> RunResult:
+    run_dir = Path(run_dir)
+    info = distributed.setup(plan["stages"][-1]["train"]["device"])
+    try:
+        if info.is_main:  # the other ranks wait: rank 0's plan would look like an old run
+            if (run_dir / PLAN_FILE).exists():
+                raise InputError(
+                    f"{run_dir} already holds a run; continue it with --resume {run_dir} or "
+                    "choose a new output directory"
+                )
+            if run_dir.exists() and not run_dir.is_dir():
+                raise InputError(f"{run_dir} is a file; pass a directory for the run")
+            plan.update(
+                format="crystensor-run",
+                format_version=PLAN_VERSION,
+                created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                command=plan.get("command") or sys.argv,
+            )
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / PLAN_FILE, json.dumps(plan, indent=1) + "\n")
+        distributed.barrier(info)
+        if not info.is_main:
+            plan = json.loads((run_dir / PLAN_FILE).read_text())
+    except BaseException:
+        distributed.teardown(info)
+        raise
+    return _execute(plan, run_dir, reporter, info)
+
+
+def train(
+    data: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    *,
+    arch: str = "segnn",
+    preset_name: str = "default",
+    model_overrides: dict[str, Any] | None = None,
+    config: TrainConfig | None = None,
+    pretrain: str | None = None,
+    pretrain_data: str | os.PathLike | None = None,
+    pretrain_config: TrainConfig | None = None,
+    reporter: Reporter | None = None,
+    command: list[str] | None = None,
+) -> RunResult:
+    """Train a model on a graph store, optionally after scalar pretraining.
+
+    Parameters
+    ----------
+    data : path
+        HDF5 graph store of the target property (from ``crystensor featurize``).
+    run_dir : path
+        New directory for the run's files (``run.json``, ``best.pt``, ``metrics.json``, ...).
+    arch, preset_name, model_overrides
+        Architecture (``segnn``, ``seconv``, ``setransformer``), preset (``small``,
+        ``default``) and field overrides of :class:`~crystensor.models.ModelConfig`; the
+        cutoff and feature width always come from the store.
+    config : TrainConfig
+    pretrain : {"bandgap", "formation-energy"} or checkpoint path, optional
+        First train on the scalar store ``pretrain_data`` (``RUN_DIR/pretrain``), or start from
+        a checkpoint's backbone.
+    pretrain_config : TrainConfig, optional
+        Settings of the pretraining stage (default: ``config``).
+    """
+    config = config or TrainConfig()
+    store = _open_store(data, "store")
+    if store.kind.rank == 0 and pretrain is not None and pretrain in PRETRAIN_TARGETS:
+        log.info("pretraining a scalar model on another scalar: allowed, but unusual")
+    plan: dict[str, Any] = {
+        "mode": "train",
+        "arch": arch,
+        "preset": preset_name,
+        "model_overrides": dict(model_overrides or {}),
+        "start_from": None,
+        "command": command,
+        "stages": [],
+    }
+    if pretrain is not None:
+        if pretrain in PRETRAIN_TARGETS:
+            target = PRETRAIN_TARGETS[pretrain]
+            if pretrain_data is None:
+                raise InputError(
+                    f"--pretrain {pretrain} needs --pretrain-data STORE.h5, a {target} store "
+                    "(build one with crystensor featurize; see examples/build_stores.sh)"
+                )
+            pre_store = _open_store(pretrain_data, "pretraining store")
+            if pre_store.target != target:
+                raise InputError(
+                    f"--pretrain {pretrain} needs a {target} store, but {pre_store.path.name} "
+                    f"holds {pre_store.target}"
+                )
+            if pre_store.cutoff != store.cutoff or (
+                pre_store.attrs["feature_set"] != store.attrs["feature_set"]
+            ):
+                raise InputError(
+                    f"{pre_store.path.name} (cutoff {pre_store.cutoff}, "
+                    f"{pre_store.attrs['feature_set']}) and {store.path.name} (cutoff "
+                    f"{store.cutoff}, {store.attrs['feature_set']}) were featurized differently;"
+                    " featurize both with the same --cutoff"
+                )
+            plan["stages"].append(
+                _stage_plan("pretrain", pre_store, pretrain_config or config, "pretrain")
+            )
+        else:
+            path = Path(pretrain)
+            if not path.is_file():
+                raise InputError(
+                    f"--pretrain {pretrain!r} is neither {', '.join(sorted(PRETRAIN_TARGETS))} "
+                    "nor an existing checkpoint file"
+                )
+            load_checkpoint(path)  # fail now, not after the plan is written
+            plan["start_from"] = str(path.resolve())
+    plan["stages"].append(_stage_plan("train", store, config))
+    if plan["start_from"] is None:
+        _model_config(plan, store, store.target)  # refuse bad settings before writing anything
+    return _start(plan, Path(run_dir), reporter)
+
+
+def finetune(
+    checkpoint: str | os.PathLike,
+    data: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    *,
+    config: TrainConfig | None = None,
+    reporter: Reporter | None = None,
+    command: list[str] | None = None,
+) -> RunResult:
+    """Continue training a checkpoint's network on another store (any target).
+
+    The backbone is transferred; the head is kept when the store's target is the
+    checkpoint's, else a new one is built. ``config.freeze`` and ``config.backbone_lr``
+    control how much the transferred part moves.
+    """
+    config = config or TrainConfig()
+    source = load_checkpoint(checkpoint)
+    store = _open_store(data, "store")
+    check_featurization(source.featurization, store, f"the checkpoint {Path(checkpoint).name}")
+    plan = {
+        "mode": "finetune",
+        "arch": source.arch,
+        "preset": None,
+        "model_overrides": {},
+        "start_from": str(Path(checkpoint).resolve()),
+        "command": command,
+        "stages": [_stage_plan("finetune", store, config)],
+    }
+    return _start(plan, Path(run_dir), reporter)
+
+
+def resume(run_dir: str | os.PathLike, reporter: Reporter | None = None) -> RunResult:
+    """Continue an interrupted run exactly where its ``last.pt`` left off."""
+    run_dir = Path(run_dir)
+    plan_file = run_dir / PLAN_FILE
+    if not plan_file.is_file():
+        raise InputError(
+            f"{run_dir} holds no run ({PLAN_FILE} missing); pass the -o directory of an "
+            "earlier crystensor train or finetune"
+        )
+    plan = json.loads(plan_file.read_text())
+    if plan.get("format") != "crystensor-run" or int(plan.get("format_version", 0)) > PLAN_VERSION:
+        raise InputError(f"{plan_file} is not a run plan this crystensor reads")
+    return _execute(
+        plan, run_dir, reporter, distributed.setup(plan["stages"][-1]["train"]["device"])
+    )

@@ -1,0 +1,99 @@
+"""``crystensor train`` and ``crystensor finetune`` through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from crystensor.cli.app import app
+from crystensor.train.checkpoint import load_checkpoint
+from tests.train.conftest import build_store
+
+pytestmark = pytest.mark.slow
+
+runner = CliRunner()
+FAST = ["--preset", "small", "--batch-size", "8", "--lr", "0.005"]
+
+
+def _run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli-stores")
+    return {t: build_store(root / f"{t}.h5", t, 40) for t in ("elastic", "dielectric", "band-gap")}
+
+
+def test_train_pretrain_then_finetune(stores, tmp_path):
+    out = tmp_path / "run"
+    done = _run(
+        "train", "-d", stores["elastic"], "-o", out, "--arch", "seconv", *FAST,
+        "--epochs", "2", "--pretrain", "bandgap", "--pretrain-data", stores["band-gap"],
+        "--pretrain-epochs", "1", "--channels", "6", "-R", "1", "--pooling", "max",
+        "--loss", "cartesian", "--schedule", "plateau", "--seed", "7",
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "pretrain epoch 1/1" in done.output and "train epoch 2/2" in done.output
+    assert "EwT25" in done.output and str(out / "best.pt") in done.output
+    best = load_checkpoint(out / "best.pt")
+    assert best.config["channels"] == 6 and best.config["num_interactions"] == 1
+    assert best.config["pooling"] == "max" and best.config["cutoff"] == 4.0
+    assert best.training["train_config"]["loss"] == "cartesian"
+    assert json.loads((out / "run.json").read_text())["stages"][0]["name"] == "pretrain"
+
+    tuned = tmp_path / "tuned"
+    done = _run(
+        "finetune", out / "best.pt", "-d", stores["dielectric"], "-o", tuned,
+        "--freeze", "embedding", "--epochs", "1", "--batch-size", "8", "--lr", "0.004",
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    last = load_checkpoint(tuned / "last.pt")
+    assert last.target == "dielectric" and last.meta["parent"] == str(out / "best.pt")
+    lrs = [g["initial_lr"] for g in last.training["optimizer"]["param_groups"]]
+    assert lrs[0] == pytest.approx(lrs[1] / 10)  # --backbone-lr defaults to --lr / 10
+
+
+def test_resume_continues_and_refuses_new_settings(stores, tmp_path):
+    out = tmp_path / "run"
+    assert (
+        _run("train", "-d", stores["dielectric"], "-o", out, *FAST, "--epochs", "1").exit_code == 0
+    )
+    done = _run("train", "--resume", out, "--epochs", "5")
+    assert done.exit_code == 2 and "drop --epochs" in done.output
+    done = _run("train", "--resume", out)
+    assert done.exit_code == 0, done.output
+    done = _run("train", "-d", stores["dielectric"], "-o", out, *FAST)
+    assert done.exit_code == 2 and "already holds a run" in done.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--arch", "mace"], "--arch must be one of segnn, seconv, setransformer"),
+        (["--preset", "huge"], "--preset must be one of small, default"),
+        (["--schedule", "linear"], "--schedule must be one of cosine, plateau, constant"),
+        (["--loss", "l1"], "--loss must be one of irreps, cartesian"),
+        (["--lmax", "5"], "need 0 <= lmax <= lmax_out"),
+        (["--pretrain", "bandgap"], "needs --pretrain-data"),
+        (["--device", "tpu"], "--device must be auto, cpu or cuda"),
+    ],
+)
+def test_bad_options_give_one_line_and_exit_2(stores, tmp_path, args, message):
+    done = _run("train", "-d", stores["dielectric"], "-o", tmp_path / "r", *FAST, *args)
+    assert done.exit_code == 2, done.output
+    assert message in done.output and "Traceback" not in done.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_inputs(tmp_path):
+    done = _run("train", "-d", tmp_path / "none.h5", "-o", tmp_path / "r")
+    assert done.exit_code == 2 and "does not exist" in done.output
+    done = _run("train", "-o", tmp_path / "r")
+    assert done.exit_code == 2 and "pass --data" in done.output
+    done = _run("finetune", tmp_path / "none.pt", "-d", tmp_path / "x.h5", "-o", tmp_path / "r")
+    assert done.exit_code == 2 and "does not exist" in done.output
+    done = _run("train", "--resume", tmp_path)
+    assert done.exit_code == 2 and "holds no run" in done.output

@@ -1,0 +1,248 @@
+"""Training stages, checkpoints, resuming, pretraining and fine-tuning on tiny stores."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from crystensor.data.dataset import GraphDataset
+from crystensor.data.store import GraphStore
+from crystensor.errors import InputError
+from crystensor.train import distributed, run
+from crystensor.train.checkpoint import load_checkpoint
+from crystensor.train.config import TrainConfig
+from crystensor.train.loop import Reporter, evaluate
+from crystensor.train.losses import loss_function, target_normalization
+from crystensor.tensors.kinds import get_kind
+from tests.train.conftest import build_store
+
+pytestmark = pytest.mark.slow
+
+FAST = dict(batch_size=8, lr=5e-3, patience=0)
+CPU = distributed.DistInfo(0, 1, 0, torch.device("cpu"))
+
+
+def _train(store, out, epochs=2, arch="segnn", **kw):
+    config = TrainConfig(epochs=epochs, **{**FAST, **kw})
+    return run.train(store, out, arch=arch, preset_name="small", config=config)
+
+
+class _Interrupt(Reporter):
+    """Ctrl-C after ``after`` epochs (last.pt of that epoch is already written)."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+
+    def epoch_end(self, record):
+        if record["epoch"] == self.after:
+            raise KeyboardInterrupt
+
+
+def test_a_run_writes_its_files_and_best_pt_reproduces_its_metrics(tiny_stores, tmp_path):
+    result = _train(tiny_stores["elastic"], tmp_path / "run", epochs=3)
+    out = tmp_path / "run"
+    for name in ("run.json", "best.pt", "last.pt", "metrics.json", "history.json", "train.log"):
+        assert (out / name).is_file(), name
+    for name in ("heatmap.png", "learning_curves.png", "parity.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(result.final.metrics))
+    assert metrics["counts"] == {"train": 28, "val": 6, "test": 6}
+    assert np.shape(metrics["test"]["component_mae"]) == (6, 6)
+    assert set(metrics["test"]["ewt"]) == {"25", "10", "5"}
+    assert set(metrics["test"]["per_crystal_system"]) <= {
+        "cubic",
+        "tetragonal",
+        "orthorhombic",
+        "triclinic",
+    }
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert metrics["best_epoch"] == 1 + int(np.argmin([h["val_mae"] for h in history]))
+    assert "epoch 3/3" in (out / "train.log").read_text()
+
+    best = load_checkpoint(out / "best.pt")
+    assert best.target == "elastic" and best.featurization["cutoff"] == 4.0
+    assert sorted(best.split) == ["test", "train", "val"] and len(best.split["train"]) == 28
+    assert best.versions["crystensor"] and best.metrics["test"]["mae"] == metrics["test"]["mae"]
+    assert (
+        "optimizer" not in best.training
+        and "optimizer" in load_checkpoint(out / "last.pt").training
+    )
+    model = best.build_model()
+    store = GraphStore(tiny_stores["elastic"])
+    again = evaluate(model, GraphDataset(store).subset("test"), info=CPU)
+    diff = np.abs(again["pred"] - again["true"])
+    voigt = get_kind("elastic").to_voigt
+    mae = np.mean([np.abs(voigt(p) - voigt(t)) for p, t in zip(again["pred"], again["true"])])
+    assert diff.max() > 0
+    assert mae == pytest.approx(metrics["test"]["mae"], rel=1e-6)
+
+
+def test_learning_reduces_the_loss(tiny_stores, tmp_path):
+    result = _train(tiny_stores["dielectric"], tmp_path / "run", epochs=25, lr=1e-2, batch_size=4)
+    history = result.final.history
+    assert history[-1]["train_loss"] < 0.3 * history[0]["train_loss"]
+    assert min(h["val_mae"] for h in history) < 0.5 * history[0]["val_mae"]
+
+
+def test_an_interrupted_run_resumes_exactly(tiny_stores, tmp_path):
+    straight = _train(tiny_stores["piezoelectric"], tmp_path / "a", epochs=4, arch="seconv")
+    with pytest.raises(KeyboardInterrupt):
+        run.train(
+            tiny_stores["piezoelectric"],
+            tmp_path / "b",
+            arch="seconv",
+            preset_name="small",
+            config=TrainConfig(epochs=4, **FAST),
+            reporter=_Interrupt(after=2),
+        )
+    assert not (tmp_path / "b" / "metrics.json").exists()
+    resumed = run.resume(tmp_path / "b")
+    assert [h["epoch"] for h in resumed.final.history] == [1, 2, 3, 4]
+    for a, b in zip(straight.final.history, resumed.final.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+        assert a["val_mae"] == pytest.approx(b["val_mae"], rel=1e-6)
+    wa = load_checkpoint(tmp_path / "a" / "last.pt").state_dict
+    wb = load_checkpoint(tmp_path / "b" / "last.pt").state_dict
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], rtol=1e-6, atol=1e-7)
+    # a finished run resumes to the same result without training again
+    again = run.resume(tmp_path / "b")
+    assert again.final.metrics == resumed.final.metrics
+
+
+def test_scalar_pretraining_then_tensor_training(tiny_stores, tmp_path):
+    config = TrainConfig(epochs=2, **FAST)
+    result = run.train(
+        tiny_stores["elastic"],
+        tmp_path / "run",
+        arch="setransformer",
+        preset_name="small",
+        config=config,
+        pretrain="bandgap",
+        pretrain_data=tiny_stores["band-gap"],
+        pretrain_config=config.replace(epochs=1),
+    )
+    assert [s.metrics["target"] for s in result.stages] == ["band-gap", "elastic"]
+    assert len(result.stages[0].history) == 1
+    pre = load_checkpoint(tmp_path / "run" / "pretrain" / "best.pt")
+    final = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert pre.target == "band-gap" and final.target == "elastic"
+    assert final.meta["parent"].endswith("pretrain/best.pt")
+    assert "rmse" in pre.metrics["test"] and "ewt" in final.metrics["test"]
+
+
+def test_pretraining_from_a_checkpoint_and_finetuning(tiny_stores, tmp_path):
+    _train(tiny_stores["band-gap"], tmp_path / "scalar", epochs=1)
+    ckpt = tmp_path / "scalar" / "best.pt"
+    result = run.train(
+        tiny_stores["dielectric"],
+        tmp_path / "tensor",
+        config=TrainConfig(epochs=1, **FAST),
+        pretrain=str(ckpt),
+    )
+    assert result.final.metrics["target"] == "dielectric"
+    source = load_checkpoint(ckpt).state_dict
+
+    # fine-tune the dielectric model on elastic with the interactions frozen
+    tuned = run.finetune(
+        tmp_path / "tensor" / "best.pt",
+        tiny_stores["elastic"],
+        tmp_path / "tuned",
+        config=TrainConfig(epochs=2, freeze="interactions", backbone_lr=1e-3, **FAST),
+    )
+    assert tuned.final.metrics["target"] == "elastic"
+    before = load_checkpoint(tmp_path / "tensor" / "best.pt").state_dict
+    after = load_checkpoint(tmp_path / "tuned" / "last.pt")
+    frozen = [k for k in before if k.startswith(("backbone.embedding.", "backbone.interactions."))]
+    moved = [k for k in before if k.startswith("backbone.self_interactions.")]
+    assert frozen and moved
+    for key in frozen:
+        torch.testing.assert_close(after.state_dict[key], before[key], rtol=0, atol=0)
+    assert any(not torch.equal(after.state_dict[k], before[k]) for k in moved)
+    groups = after.training["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups][0] <= 1e-3 and len(groups) == 2
+    assert set(source) >= {k for k in before if k.startswith("backbone.")}
+
+
+def test_finetuning_on_the_same_target_keeps_the_head(tiny_stores, tmp_path):
+    _train(tiny_stores["dielectric"], tmp_path / "a", epochs=1)
+    ckpt = load_checkpoint(tmp_path / "a" / "best.pt")
+    model = run._transfer(tmp_path / "a" / "best.pt", GraphStore(tiny_stores["dielectric"]), "t")
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, ckpt.state_dict[key], rtol=0, atol=0)
+
+
+def test_cartesian_loss_and_early_stopping(tiny_stores, tmp_path):
+    result = _train(
+        tiny_stores["dielectric"],
+        tmp_path / "run",
+        epochs=5,
+        loss="cartesian",
+        lr=1e-30,
+        min_lr=0.0,
+        patience=1,
+        schedule="constant",
+    )
+    assert result.final.stopped_early and len(result.final.history) == 2
+
+
+def test_the_normalised_loss_is_zero_at_the_target_and_one_at_the_mean():
+    kind = get_kind("elastic")
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(50, kind.dim)) * np.repeat(
+        [3.0, 1.0, 2.0, 0.5, 4.0], [p.dim for p in kind.parts]
+    )
+    y[:, 0] += 100.0
+    from crystensor.tensors.harmonic import from_irreps
+
+    cart = from_irreps(y, kind)
+    norm = target_normalization(y, cart, kind)
+    assert norm.shift[0] == pytest.approx(y[:, 0].mean()) and norm.shift[2] == 0.0
+    assert norm.scale[4] == pytest.approx(np.sqrt(np.mean(y[:, -9:] ** 2)))
+
+    class Batch:
+        pass
+
+    batch = Batch()
+    batch.y, batch.y_cartesian = torch.tensor(y), torch.tensor(cart)
+    for space in ("irreps", "cartesian"):
+        loss = loss_function(space, norm, kind)
+        assert float(loss({"irreps": batch.y, "cartesian": batch.y_cartesian}, batch)) == 0.0
+    mean = torch.zeros_like(batch.y)
+    mean[:, 0], mean[:, 1] = norm.shift[0], norm.shift[1]
+    loss = loss_function("irreps", norm, kind)
+    assert float(loss({"irreps": mean}, batch)) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_bad_runs_are_refused_with_a_clear_message(tiny_stores, tmp_path):
+    _train(tiny_stores["dielectric"], tmp_path / "run", epochs=1)
+    with pytest.raises(InputError, match="already holds a run.*--resume"):
+        _train(tiny_stores["dielectric"], tmp_path / "run", epochs=1)
+    with pytest.raises(InputError, match="holds no run"):
+        run.resume(tmp_path / "nothing")
+    with pytest.raises(InputError, match="needs --pretrain-data"):
+        run.train(tiny_stores["elastic"], tmp_path / "x", pretrain="bandgap")
+    with pytest.raises(InputError, match="needs a band-gap store"):
+        run.train(
+            tiny_stores["elastic"],
+            tmp_path / "x",
+            pretrain="bandgap",
+            pretrain_data=tiny_stores["dielectric"],
+        )
+    with pytest.raises(InputError, match="neither .* nor an existing checkpoint"):
+        run.train(tiny_stores["elastic"], tmp_path / "x", pretrain="nonsense")
+    with pytest.raises(InputError, match="does not exist"):
+        run.train(tmp_path / "missing.h5", tmp_path / "x")
+    other = build_store(tmp_path / "wide.h5", "elastic", 12)
+    assert GraphStore(other).cutoff == 4.0  # same cutoff: accepted by check_featurization
+    with pytest.raises(InputError, match="not a readable checkpoint"):
+        (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+        run.finetune(tmp_path / "junk.pt", tiny_stores["elastic"], tmp_path / "y")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    with pytest.raises(InputError, match="--epochs must be >= 1"):
+        TrainConfig(epochs=0)
