@@ -5,7 +5,9 @@
 #   scalar -> elastic -> piezoelectric
 #   scalar -> dielectric -> piezoelectric
 #
-# Usage: examples/chained_pretraining.sh [STORES_DIR] [RUNS_DIR] [extra options for every stage]
+# Usage: examples/chained_pretraining.sh [STORES_DIR] [RUNS_DIR] [training options for every stage]
+# (e.g. --batch-size 16 --lr 0.001); ARCH, PRESET, EPOCHS and SCALAR_EPOCHS are read from the
+# environment.
 # STORES_DIR holds the stores of examples/build_stores.sh (band-gap.h5, elastic.h5, dielectric.h5,
 # piezoelectric.h5). Every stage is one run directory; a finished stage is skipped when the
 # script is run again, an interrupted one continues from its last.pt.
@@ -13,8 +15,9 @@ set -euo pipefail
 STORES=${1:-data}
 RUNS=${2:-runs/chained}
 shift $(( $# > 2 ? 2 : $# ))
-CT=${CRYSTENSOR:-crystensor}
+read -ra CT <<< "${CRYSTENSOR:-crystensor}"  # e.g. CRYSTENSOR="crystensor -q"
 ARCH=${ARCH:-segnn}
+PRESET=${PRESET:-default}
 EPOCHS=${EPOCHS:-150}
 SCALAR_EPOCHS=${SCALAR_EPOCHS:-20}
 
@@ -23,14 +26,15 @@ stage() {  # run_dir command...: run a stage, or finish an interrupted one
   if [[ -f "$dir/metrics.json" ]]; then
     echo "$dir: done"
   elif [[ -f "$dir/run.json" ]]; then
-    "$CT" train --resume "$dir"
+    "${CT[@]}" train --resume "$dir"
   else
-    "$CT" "$@" -o "$dir"
+    "${CT[@]}" "$@" -o "$dir"
   fi
 }
 
 # scalar pretraining, shared by all three chains
-stage "$RUNS/scalar" train -d "$STORES/band-gap.h5" --arch "$ARCH" --epochs "$SCALAR_EPOCHS" "$@"
+stage "$RUNS/scalar" train -d "$STORES/band-gap.h5" --arch "$ARCH" --preset "$PRESET" \
+  --epochs "$SCALAR_EPOCHS" "$@"
 SCALAR=$RUNS/scalar/best.pt
 
 # scalar -> elastic -> dielectric -> piezoelectric
