@@ -1,4 +1,8 @@
-"""Shared fixtures: tiny structures built in code, random rotations, the shared data folder."""
+"""Shared fixtures: the shared data folder and a seeded random generator.
+
+Tiny structures, random orthogonal matrices and the float64 switch of the nn and model tests
+are plain functions in :mod:`tests.helpers`.
+"""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ import io
 import json
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any
 
@@ -54,7 +54,10 @@ class Record:
     meta: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), allow_nan=False)
+        """One compact JSON line (no newline); NaN or infinity raise ``ValueError``."""
+        # a shallow dict: dataclasses.asdict would deep-copy the structure dict of every record
+        obj = {f.name: getattr(self, f.name) for f in fields(self)}
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False)
 
     @classmethod
     def from_dict(cls, obj: dict, where: str = "record") -> Record:

@@ -152,7 +152,12 @@ class Backbone(EquivariantModule):
 
 
 class TensorModel(torch.nn.Module):
-    """Backbone + head. Subclasses name the architecture and build its interaction layer.
+    """Backbone + head. Subclasses name the architecture and its interaction layer.
+
+    A subclass sets four class attributes: ``arch`` (the registry name), ``config_class``,
+    ``interaction_layer`` (a block built as ``Layer(irreps_in, irreps_out, irreps_sh,
+    irreps_node_attr, **options)``, called as ``layer(h, edges, node_attr)``) and
+    ``interaction_options`` (the config fields passed as ``options``).
 
     ``forward(batch)`` returns ``{"irreps": (n_graphs, dim), "cartesian": (n_graphs, 3, ..., 3)}``
     for a tensor target and ``{"scalar": (n_graphs,), "irreps": (n_graphs, 1)}`` for a scalar.
@@ -168,6 +173,8 @@ class TensorModel(torch.nn.Module):
 
     arch: ClassVar[str] = ""
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    interaction_layer: ClassVar[Callable[..., EquivariantModule]]
+    interaction_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -187,8 +194,9 @@ class TensorModel(torch.nn.Module):
         irreps_sh: o3.Irreps,
         irreps_node_attr: o3.Irreps,
     ) -> EquivariantModule:
-        """The architecture's interaction layer (``forward(h, edges, node_attr)``)."""
-        raise NotImplementedError
+        """Interaction layer ``r`` of the backbone (an :data:`InteractionFactory`)."""
+        options = {name: getattr(self.config, name) for name in self.interaction_options}
+        return self.interaction_layer(irreps_in, irreps_out, irreps_sh, irreps_node_attr, **options)
 
     def _build_head(self, target: str) -> TensorHead:
         head = build_head(

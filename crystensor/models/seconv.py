@@ -8,8 +8,6 @@ radial-MLP weights, nonlinearity after aggregation
 
 from __future__ import annotations
 
-from e3nn import o3
-
 from crystensor.models.base import TensorModel
 from crystensor.models.config import SEConvConfig
 from crystensor.nn.interaction import SEConvLayer
@@ -23,23 +21,16 @@ class SEConv(TensorModel):
     Parameters
     ----------
     config : SEConvConfig
+
+    Examples
+    --------
+    >>> from crystensor.models import preset
+    >>> model = SEConv(preset("seconv", "small", num_node_features=8, target="piezoelectric"))
+    >>> [type(layer).__name__ for layer in model.backbone.interactions]
+    ['SEConvLayer', 'SEConvLayer']
     """
 
     arch = "seconv"
     config_class = SEConvConfig
-
-    def make_interaction(
-        self,
-        irreps_in: o3.Irreps,
-        irreps_out: o3.Irreps,
-        irreps_sh: o3.Irreps,
-        irreps_node_attr: o3.Irreps,
-    ) -> SEConvLayer:
-        return SEConvLayer(
-            irreps_in,
-            irreps_out,
-            irreps_sh,
-            num_radial=self.config.num_radial,
-            radial_hidden=self.config.radial_hidden,
-            avg_num_neighbors=self.config.avg_num_neighbors,
-        )
+    interaction_layer = SEConvLayer
+    interaction_options = ("num_radial", "radial_hidden", "avg_num_neighbors")

@@ -8,8 +8,6 @@ of the model is the shared :class:`~crystensor.models.base.Backbone` and head.
 
 from __future__ import annotations
 
-from e3nn import o3
-
 from crystensor.models.base import TensorModel
 from crystensor.models.config import SEGNNConfig
 from crystensor.nn.message import SEGNNLayer
@@ -34,20 +32,5 @@ class SEGNN(TensorModel):
 
     arch = "segnn"
     config_class = SEGNNConfig
-
-    def make_interaction(
-        self,
-        irreps_in: o3.Irreps,
-        irreps_out: o3.Irreps,
-        irreps_sh: o3.Irreps,
-        irreps_node_attr: o3.Irreps,
-    ) -> SEGNNLayer:
-        return SEGNNLayer(
-            irreps_in,
-            irreps_out,
-            irreps_sh,
-            irreps_node_attr,
-            num_radial=self.config.num_radial,
-            avg_num_neighbors=self.config.avg_num_neighbors,
-            num_message_layers=self.config.num_message_layers,
-        )
+    interaction_layer = SEGNNLayer
+    interaction_options = ("num_radial", "avg_num_neighbors", "num_message_layers")

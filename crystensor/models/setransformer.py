@@ -8,8 +8,6 @@ the rest of the model is the shared :class:`~crystensor.models.base.Backbone` an
 
 from __future__ import annotations
 
-from e3nn import o3
-
 from crystensor.models.base import TensorModel
 from crystensor.models.config import SETransformerConfig
 from crystensor.nn.attention import SE3AttentionLayer
@@ -23,23 +21,16 @@ class SETransformer(TensorModel):
     Parameters
     ----------
     config : SETransformerConfig
+
+    Examples
+    --------
+    >>> from crystensor.models import preset
+    >>> model = SETransformer(preset("setransformer", "small", num_node_features=8))
+    >>> model.backbone.interactions[0].num_heads, model.kind.name
+    (2, 'elastic')
     """
 
     arch = "setransformer"
     config_class = SETransformerConfig
-
-    def make_interaction(
-        self,
-        irreps_in: o3.Irreps,
-        irreps_out: o3.Irreps,
-        irreps_sh: o3.Irreps,
-        irreps_node_attr: o3.Irreps,
-    ) -> SE3AttentionLayer:
-        return SE3AttentionLayer(
-            irreps_in,
-            irreps_out,
-            irreps_sh,
-            num_radial=self.config.num_radial,
-            radial_hidden=self.config.radial_hidden,
-            num_heads=self.config.num_heads,
-        )
+    interaction_layer = SE3AttentionLayer
+    interaction_options = ("num_radial", "radial_hidden", "num_heads")

@@ -12,7 +12,9 @@ module                 blocks
 ``tensor_product``     :class:`HarmonicProduct` (CG products with harmonics),
                        :class:`PathMixing`, :class:`SteerableLinear` (SEGNN's layer)
 ``message``            :class:`SEGNNLayer`
-``interaction``        :class:`SEConvLayer`, :class:`SelfInteraction`, residual
+``interaction``        :class:`ConvolutionLayer` (convolution + gated residual update, shared
+                       by SEConv and attention), :class:`SEConvLayer`,
+                       :class:`SelfInteraction`, :class:`Residual`
 ``attention``          :class:`SE3AttentionLayer`
 ``pooling``            mean and equivariant max pooling
 ``readout``            :class:`TensorHead`, :class:`ScalarHead`, :class:`CartesianReadout`
@@ -23,7 +25,13 @@ from crystensor.nn.attention import SE3AttentionLayer
 from crystensor.nn.edges import EdgeData, EdgeEmbedding, NodeAttributes, edge_vectors
 from crystensor.nn.embedding import AtomEmbedding
 from crystensor.nn.gate import EquivariantGate, GatedLinear, gate_irreps
-from crystensor.nn.interaction import ChannelwiseConvolution, Residual, SEConvLayer, SelfInteraction
+from crystensor.nn.interaction import (
+    ChannelwiseConvolution,
+    ConvolutionLayer,
+    Residual,
+    SEConvLayer,
+    SelfInteraction,
+)
 from crystensor.nn.irreps import (
     EquivariantModule,
     IrrepsMismatchError,
@@ -54,6 +62,7 @@ __all__ = [
     "BesselBasis",
     "CartesianReadout",
     "ChannelwiseConvolution",
+    "ConvolutionLayer",
     "EdgeData",
     "EdgeEmbedding",
     "EquivariantGate",

@@ -28,16 +28,51 @@ import torch
 from e3nn import o3
 
 from crystensor.nn.edges import EdgeData
-from crystensor.nn.gate import EquivariantGate
-from crystensor.nn.interaction import ChannelwiseConvolution, Residual
-from crystensor.nn.irreps import EquivariantModule
+from crystensor.nn.interaction import ConvolutionLayer
 from crystensor.nn.scatter import scatter_max, scatter_sum
 from crystensor.nn.tensor_product import PathMixing
 
-__all__ = ["SE3AttentionLayer"]
+__all__ = ["SE3AttentionLayer", "null_key_softmax"]
 
 
-class SE3AttentionLayer(EquivariantModule):
+def null_key_softmax(
+    logits: torch.Tensor, envelope: torch.Tensor, index: torch.Tensor, num_nodes: int
+) -> torch.Tensor:
+    r"""Attention weights of the edges into each node, with a null key and a smooth cutoff.
+
+    .. math::
+
+        \alpha_{e} = \frac{u_e\, e^{\ell_e}}{1 + \sum_{e' \to i} u_{e'}\, e^{\ell_{e'}}}
+        \qquad (e \to i)
+
+    (the ``1`` is a null key with logit 0 and zero value), evaluated with every logit of node
+    ``i`` shifted by ``max(0, max l_e)`` over its edges with ``u_e > 0``. An edge at or beyond
+    the cutoff has weight 0 and must not set the shift: its logit could exceed the others by
+    enough to underflow them all and give 0/0.
+
+    Parameters
+    ----------
+    logits : Tensor, shape (n_edges, heads)
+    envelope : Tensor, shape (n_edges,)
+        ``u_e`` in [0, 1].
+    index : LongTensor, shape (n_edges,)
+        The node each edge points to.
+    num_nodes : int
+
+    Returns
+    -------
+    Tensor, shape (n_edges, heads)
+    """
+    u = envelope.unsqueeze(-1)  # [n_edges, 1]
+    # -inf beyond the cutoff: exp gives exactly 0 there, however large the logit
+    masked = logits.masked_fill(u == 0, float("-inf"))  # [n_edges, heads]
+    shift = scatter_max(masked.detach(), index, num_nodes).clamp_min(0.0)  # [n_nodes, heads]
+    weight = u * torch.exp(masked - shift[index])  # [n_edges, heads]
+    norm = torch.exp(-shift) + scatter_sum(weight, index, num_nodes)  # [n_nodes, heads]
+    return weight / norm[index]
+
+
+class SE3AttentionLayer(ConvolutionLayer):
     """Multi-head equivariant graph attention over the incoming edges of each node.
 
     Parameters
@@ -46,10 +81,9 @@ class SE3AttentionLayer(EquivariantModule):
         Node features before and after (``irreps_out`` sorted, scalars first). Queries, keys
         and values use ``irreps_out``; each head owns ``mul / num_heads`` channels of every
         irrep.
-    irreps_sh : Irreps or str
-        Edge spherical harmonics.
-    num_radial, radial_hidden : int
-        Radial MLP widths.
+    irreps_sh, irreps_node_attr, num_radial, radial_hidden
+        As for :class:`~crystensor.nn.interaction.ConvolutionLayer` (the key/value
+        convolution, the update and the residual).
     num_heads : int
         Must divide the multiplicity of every irrep of ``irreps_out``.
     """
@@ -59,15 +93,15 @@ class SE3AttentionLayer(EquivariantModule):
         irreps_in: o3.Irreps | str,
         irreps_out: o3.Irreps | str,
         irreps_sh: o3.Irreps | str,
+        irreps_node_attr: o3.Irreps | str | None = None,
         *,
         num_radial: int,
         radial_hidden: int,
         num_heads: int = 1,
     ) -> None:
-        super().__init__()
-        self.irreps_in = o3.Irreps(irreps_in)
-        self.gate = EquivariantGate(irreps_out)
-        self.irreps_out = self.gate.irreps_out
+        super().__init__(
+            irreps_in, irreps_out, irreps_sh, num_radial=num_radial, radial_hidden=radial_hidden
+        )
         self.irreps_key = self.irreps_out
         if num_heads < 1 or any(mul % num_heads for mul, _ in self.irreps_key):
             raise ValueError(
@@ -76,13 +110,8 @@ class SE3AttentionLayer(EquivariantModule):
             )
         self.num_heads = num_heads
         self.query = o3.Linear(self.irreps_in, self.irreps_key)
-        self.conv = ChannelwiseConvolution(
-            self.irreps_in, irreps_sh, self.irreps_key, num_radial, radial_hidden
-        )
         self.key_value = PathMixing(self.conv.layout, self.irreps_key + self.irreps_key)
         self.linear_out = o3.Linear(self.irreps_key, self.gate.irreps_in)
-        self.linear_self = o3.Linear(self.irreps_in, self.gate.irreps_in, biases=True)
-        self.residual = Residual(self.irreps_in, self.irreps_out)
         self.scale = 1.0 / math.sqrt(self.irreps_key.dim / num_heads)
         # plain ints for forward (no Irreps objects touched there: torch.compile friendly)
         self._key_dim = self.irreps_key.dim
@@ -106,14 +135,9 @@ class SE3AttentionLayer(EquivariantModule):
             sum((q * k).sum(dim=(-2, -1)) for q, k in zip(q_blocks, k_blocks, strict=True))
             * self.scale
         )
-        # logits: [n_edges, heads]; softmax with a null key, shifted by a per-node max >= 0
-        shift = scatter_max(logits.detach(), edges.dst, num_nodes).clamp_min(0.0)  # [n, heads]
-        weight = edges.envelope.unsqueeze(-1) * torch.exp(logits - shift[edges.dst])
-        norm = torch.exp(-shift) + scatter_sum(weight, edges.dst, num_nodes)  # [n, heads]
-        alpha = weight / norm[edges.dst]  # [n_edges, heads]
+        alpha = null_key_softmax(logits, edges.envelope, edges.dst, num_nodes)  # [n_edges, heads]
         weighted = [
             (v * alpha[:, :, None, None]).reshape(v.shape[0], -1) for v in self._per_head(value)
         ]
         aggregated = scatter_sum(torch.cat(weighted, dim=-1), edges.dst, num_nodes)
-        update = self.gate(self.linear_out(aggregated) + self.linear_self(h))
-        return self.residual(h) + update
+        return self.update(h, self.linear_out(aggregated))

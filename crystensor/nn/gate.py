@@ -87,12 +87,12 @@ class EquivariantGate(EquivariantModule):
         self.irreps_in = (scalars + gates + gated).simplify()
         self.irreps_out = irreps_out
         self.num_scalars, self.num_gates = scalars.dim, gates.dim
-        # (start, stop, activation, scale) per scalar block: SiLU for 0e, tanh (odd) for 0o
+        # (width, activation, scale) per scalar block: SiLU for 0e, tanh (odd) for 0o
         self._scalar_acts = []
-        for sl, (_, ir) in zip(scalars.slices(), scalars, strict=True):
+        for mul, ir in scalars:
             name = "silu" if ir.p == 1 else "tanh"
-            self._scalar_acts.append((sl.start, sl.stop, name, _second_moment_scale(name)))
-        self._all_even = all(name == "silu" for *_, name, _ in self._scalar_acts)
+            self._scalar_acts.append((mul, name, _second_moment_scale(name)))
+        self._all_even = all(name == "silu" for _, name, _ in self._scalar_acts)
         self._gate_scale = _second_moment_scale("sigmoid")
         self._gated = [(mul, ir.dim) for mul, ir in gated]
 
@@ -101,13 +101,13 @@ class EquivariantGate(EquivariantModule):
         ns, ng = self.num_scalars, self.num_gates
         scalars, gates, gated = x.split([ns, ng, x.shape[1] - ns - ng], dim=1)
         if self._all_even:
-            scalars = torch.nn.functional.silu(scalars) * self._scalar_acts[0][3] if ns else scalars
+            scalars = torch.nn.functional.silu(scalars) * self._scalar_acts[0][2] if ns else scalars
         else:
-            parts = scalars.split([b - a for a, b, _, _ in self._scalar_acts], dim=1)
+            parts = scalars.split([width for width, _, _ in self._scalar_acts], dim=1)
             scalars = torch.cat(
                 [
                     _ACTIVATIONS[name](part) * c
-                    for part, (_, _, name, c) in zip(parts, self._scalar_acts, strict=True)
+                    for part, (_, name, c) in zip(parts, self._scalar_acts, strict=True)
                 ],
                 dim=1,
             )

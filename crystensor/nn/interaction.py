@@ -1,4 +1,4 @@
-r"""Convolution (SEConv) and self-interaction layers, and the residual connection they share.
+r"""Convolution (SEConv) and self-interaction layers, and the parts they share with attention.
 
 SEConv (Brandstetter et al. 2021, "steerable equivariant convolution"): one steerable
 convolution per message, channel-wise paths with per-edge radial weights,
@@ -10,7 +10,9 @@ convolution per message, channel-wise paths with per-edge radial weights,
     h_i' = h_i + \mathrm{Gate}\big(W_m m_i + W_s h_i + b\big),
 
 with ``w`` a radial MLP, ``\bar n`` a fixed neighbour count (not the per-node count, which
-would jump when an edge crosses the cutoff) and the nonlinearity after aggregation.
+would jump when an edge crosses the cutoff) and the nonlinearity after aggregation. The
+convolution, the self-connection ``W_s h_i + b``, the gate and the residual are
+:class:`ConvolutionLayer`, which the attention layer (:mod:`crystensor.nn.attention`) shares.
 
 Self-interaction (the paper's "N self-interaction layers"): a node updates itself only, with a
 steerable linear layer conditioned on its geometric attribute ``a_i``,
@@ -32,7 +34,13 @@ from crystensor.nn.radial import RadialMLP
 from crystensor.nn.scatter import scatter_sum
 from crystensor.nn.tensor_product import HarmonicProduct, PathMixing, SteerableLinear
 
-__all__ = ["ChannelwiseConvolution", "Residual", "SEConvLayer", "SelfInteraction"]
+__all__ = [
+    "ChannelwiseConvolution",
+    "ConvolutionLayer",
+    "Residual",
+    "SEConvLayer",
+    "SelfInteraction",
+]
 
 
 class Residual(EquivariantModule):
@@ -96,7 +104,7 @@ class ChannelwiseConvolution(EquivariantModule):
         self._weight_split = [b.mul * len(b.paths) for b in self.layout.blocks]
         self._shapes = [(b.mul, len(b.paths)) for b in self.layout.blocks]
         for n, block in enumerate(self.layout.blocks):
-            path_of_k = [p for p, (ir, _) in enumerate(block.paths) for _ in range(ir.dim)]
+            path_of_k = [p for p, ir in enumerate(block.paths) for _ in range(ir.dim)]
             self.register_buffer(f"path_of_k_{n}", torch.tensor(path_of_k), persistent=False)
         self.radial = RadialMLP(num_radial, radial_hidden, sum(self._weight_split))
 
@@ -114,8 +122,22 @@ class ChannelwiseConvolution(EquivariantModule):
         return out
 
 
-class SEConvLayer(EquivariantModule):
-    """One SEConv interaction: convolution, sum over neighbours, linear, gate, residual.
+class ConvolutionLayer(EquivariantModule):
+    r"""The skeleton of the SEConv and attention layers: convolution, then gated residual update.
+
+    .. math::
+
+        z_{ij} = w(r_{ij})\, u(r_{ij})\, h_j \otimes Y(\hat r_{ij}), \qquad
+        h_i' = h_i + \mathrm{Gate}\big(m_i + W_s h_i + b\big).
+
+    :attr:`conv` (a :class:`ChannelwiseConvolution`) computes the per-edge products ``z_ij``,
+    keeping the paths to every irrep the gate reads; a subclass turns them into the aggregated
+    message ``m_i`` (in ``gate.irreps_in``) and returns :meth:`update`.
+
+    Every interaction layer is built as ``Layer(irreps_in, irreps_out, irreps_sh,
+    irreps_node_attr, **options)`` and called as ``layer(h, edges, node_attr)``
+    (:class:`crystensor.models.base.Backbone` chains them); these layers read no node
+    attributes.
 
     Parameters
     ----------
@@ -123,7 +145,47 @@ class SEConvLayer(EquivariantModule):
         Node features before and after (``irreps_out`` sorted, scalars first).
     irreps_sh : Irreps or str
         Edge spherical harmonics (up to the hidden ``lmax``).
+    irreps_node_attr : Irreps or str or None
+        Unused (the common signature of interaction layers).
     num_radial, radial_hidden : int
+        Radial MLP widths.
+    """
+
+    def __init__(
+        self,
+        irreps_in: o3.Irreps | str,
+        irreps_out: o3.Irreps | str,
+        irreps_sh: o3.Irreps | str,
+        irreps_node_attr: o3.Irreps | str | None = None,
+        *,
+        num_radial: int,
+        radial_hidden: int,
+    ) -> None:
+        super().__init__()
+        self.irreps_in = o3.Irreps(irreps_in)
+        self.gate = EquivariantGate(irreps_out)
+        self.irreps_out = self.gate.irreps_out
+        self.conv = ChannelwiseConvolution(
+            self.irreps_in, irreps_sh, self.gate.irreps_in, num_radial, radial_hidden
+        )
+        self.linear_self = o3.Linear(self.irreps_in, self.gate.irreps_in, biases=True)
+        self.residual = Residual(self.irreps_in, self.irreps_out)
+
+    def update(self, h: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
+        """``h (n_nodes, irreps_in.dim)``, ``message (n_nodes, gate.irreps_in.dim)``.
+
+        Returns ``h' (n_nodes, irreps_out.dim)``.
+        """
+        return self.residual(h) + self.gate(message + self.linear_self(h))
+
+
+class SEConvLayer(ConvolutionLayer):
+    """One SEConv interaction: convolution, sum over neighbours, linear, gate, residual.
+
+    Parameters
+    ----------
+    irreps_in, irreps_out, irreps_sh, irreps_node_attr, num_radial, radial_hidden
+        As for :class:`ConvolutionLayer`.
     avg_num_neighbors : float
         Fixed normaliser of the neighbour sum.
     """
@@ -133,21 +195,16 @@ class SEConvLayer(EquivariantModule):
         irreps_in: o3.Irreps | str,
         irreps_out: o3.Irreps | str,
         irreps_sh: o3.Irreps | str,
+        irreps_node_attr: o3.Irreps | str | None = None,
         *,
         num_radial: int,
         radial_hidden: int,
         avg_num_neighbors: float,
     ) -> None:
-        super().__init__()
-        self.irreps_in = o3.Irreps(irreps_in)
-        self.gate = EquivariantGate(irreps_out)
-        self.irreps_out = self.gate.irreps_out
-        self.conv = ChannelwiseConvolution(
-            self.irreps_in, irreps_sh, self.gate.irreps_in, num_radial, radial_hidden
+        super().__init__(
+            irreps_in, irreps_out, irreps_sh, num_radial=num_radial, radial_hidden=radial_hidden
         )
         self.linear_message = PathMixing(self.conv.layout, self.gate.irreps_in, bias=False)
-        self.linear_self = o3.Linear(self.irreps_in, self.gate.irreps_in, biases=True)
-        self.residual = Residual(self.irreps_in, self.irreps_out)
         self.avg_num_neighbors = float(avg_num_neighbors)
 
     def forward(self, h: torch.Tensor, edges: EdgeData, node_attr: torch.Tensor) -> torch.Tensor:
@@ -157,8 +214,7 @@ class SEConvLayer(EquivariantModule):
             scatter_sum(z, edges.dst, num_nodes) / self.avg_num_neighbors  # [n_nodes, mul, K]
             for z in self.conv(h, edges)
         ]
-        update = self.gate(self.linear_message(aggregated) + self.linear_self(h))
-        return self.residual(h) + update
+        return self.update(h, self.linear_message(aggregated))
 
 
 class SelfInteraction(EquivariantModule):

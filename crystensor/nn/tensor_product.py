@@ -42,20 +42,21 @@ __all__ = ["HarmonicProduct", "PathBlock", "PathLayout", "PathMixing", "Steerabl
 
 @dataclass(frozen=True)
 class PathBlock:
-    """The products of one input block: ``mul`` channels, ``paths`` ``(output irrep, offset)``.
+    """The products of one input block: ``mul`` channels of ``irrep_in``, one output irrep per
+    path in ``paths`` (concatenated in that order along ``K``).
 
     ``attrs`` gives, for every path, the index of the attribute irrep it couples with.
     """
 
     mul: int
     irrep_in: o3.Irrep
-    paths: tuple[tuple[o3.Irrep, int], ...]
+    paths: tuple[o3.Irrep, ...]
     attrs: tuple[int, ...]
 
     @property
     def width(self) -> int:
         """``K``: components per channel (all paths)."""
-        return sum(ir.dim for ir, _ in self.paths)
+        return sum(ir.dim for ir in self.paths)
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,7 @@ class PathLayout:
     @property
     def irreps(self) -> o3.Irreps:
         """The products as irreps (one ``mul x l_3`` term per block and path)."""
-        return o3.Irreps([(b.mul, ir) for b in self.blocks for ir, _ in b.paths])
-
-    @property
-    def num_paths(self) -> int:
-        return sum(len(b.paths) for b in self.blocks)
+        return o3.Irreps([(b.mul, ir) for b in self.blocks for ir in b.paths])
 
 
 class HarmonicProduct(EquivariantModule):
@@ -125,15 +122,16 @@ class HarmonicProduct(EquivariantModule):
                 continue
             width = sum(ir.dim for ir, _ in paths)
             coupling = torch.zeros(self.irreps_attr.dim, ir_in.dim, width, dtype=torch.float64)
-            offsets, k0 = [], 0
+            k0 = 0
             for ir_out, j in paths:
                 ir_attr = self.irreps_attr[j].ir
                 cg = o3.wigner_3j(ir_in.l, ir_attr.l, ir_out.l, dtype=torch.float64)
                 block = cg.permute(1, 0, 2) * math.sqrt(ir_out.dim)  # [d_attr, d_in, d_out]
                 coupling[attr_slices[j], :, k0 : k0 + ir_out.dim] = block
-                offsets.append((ir_out, k0))
                 k0 += ir_out.dim
-            blocks.append(PathBlock(mul, ir_in, tuple(offsets), tuple(j for _, j in paths)))
+            blocks.append(
+                PathBlock(mul, ir_in, tuple(ir for ir, _ in paths), tuple(j for _, j in paths))
+            )
             couplings.append(coupling.reshape(self.irreps_attr.dim, -1))
             self._inputs.append((mul, ir_in.dim, width))
         if not blocks:
@@ -198,13 +196,13 @@ class PathMixing(EquivariantModule):
         self.irreps_out = o3.Irreps(irreps_out)
         self._sources: list[list[tuple[int, int]]] = []
         # each block splits into its paths; a source is (block, path number)
-        self._path_dims = [[ir.dim for ir, _ in block.paths] for block in layout.blocks]
+        self._path_dims = [[ir.dim for ir in block.paths] for block in layout.blocks]
         weights, biases, missing = [], [], []
         for mul, ir in self.irreps_out:
             sources = [
                 (b, p)
                 for b, block in enumerate(layout.blocks)
-                for p, (ir_path, _) in enumerate(block.paths)
+                for p, ir_path in enumerate(block.paths)
                 if ir_path == ir
             ]
             if not sources:

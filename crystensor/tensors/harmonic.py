@@ -46,6 +46,7 @@ __all__ = [
     "harmonic_basis",
     "irrep_blocks",
     "parts_report",
+    "rotate_tensor",
     "to_irreps",
     "wigner_d",
 ]
@@ -240,6 +241,56 @@ def from_irreps(irreps: np.ndarray, kind: str | TensorKind) -> np.ndarray:
     if y.shape[-1:] != (k.dim,):
         raise ValueError(f"expected {k.name} irreps of shape (..., {k.dim}), got {y.shape}")
     return (y @ change_of_basis(k)).reshape((*y.shape[:-1], *k.cartesian_shape))
+
+
+def rotate_tensor(tensor: np.ndarray, R: np.ndarray) -> np.ndarray:
+    r"""Apply ``R`` on every index of a Cartesian tensor.
+
+    .. math::
+
+        T'_{a b \dots} = R_{a i}\, R_{b j} \cdots T_{i j \dots}
+
+    For an orthogonal ``R`` this is the active rotation (or reflection) of ``T``; any other
+    3x3 matrix acts by the same law (e.g. a change of basis, complex ones included). Under it
+    the irreps transform with :func:`wigner_d`: ``to_irreps(T') = wigner_d(kind, R) @
+    to_irreps(T)``.
+
+    Parameters
+    ----------
+    tensor : array ``(3,) * n``
+        One Cartesian tensor of any rank ``n >= 0`` (no batch axes).
+    R : array ``(3, 3)`` or ``(..., 3, 3)``
+        The matrix, or a stack of matrices (e.g. the operations of a point group).
+
+    Returns
+    -------
+    array ``(..., 3, ..., 3)``
+        ``T'``, with the leading axes of ``R``; the dtype follows numpy's promotion.
+
+    Examples
+    --------
+    >>> rz = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # 90 deg about z
+    >>> rotate_tensor(np.diag([1.0, 2.0, 3.0]), rz)
+    array([[2., 0., 0.],
+           [0., 1., 0.],
+           [0., 0., 3.]])
+    >>> rotate_tensor(np.ones((3, 3, 3)), np.stack([np.eye(3), -np.eye(3)]))[:, 0, 0, 0]
+    array([ 1., -1.])
+    """
+    t = np.asarray(tensor)
+    r = np.asarray(R)
+    if t.shape != (3,) * t.ndim or r.shape[-2:] != (3, 3):
+        raise ValueError(
+            f"rotate_tensor needs a tensor of shape (3, ..., 3) and R of shape (..., 3, 3), "
+            f"got {t.shape} and {r.shape}"
+        )
+    stack = r.reshape(-1, 3, 3)
+    out = np.repeat(t[np.newaxis], len(stack), axis=0)  # [n_R, 3, ..., 3]
+    for axis in range(1, t.ndim + 1):
+        # contract index ``axis`` with the second index of every R, put the result back there
+        moved = np.einsum("g...j,gij->g...i", np.moveaxis(out, axis, -1), stack)
+        out = np.moveaxis(moved, -1, axis)
+    return out.reshape((*r.shape[:-2], *t.shape))
 
 
 def _kron_power(rot: np.ndarray, n: int) -> np.ndarray:

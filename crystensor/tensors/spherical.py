@@ -86,6 +86,8 @@ from functools import cache
 
 import numpy as np
 
+from crystensor.tensors.harmonic import rotate_tensor
+
 __all__ = [
     "APPENDIX_B",
     "JZ_BASIS",
@@ -147,14 +149,6 @@ def _multiplicity(label: str) -> int:
     return out
 
 
-def _apply_on_every_axis(matrix: np.ndarray, tensor: np.ndarray) -> np.ndarray:
-    # out_{a b ..} = M_{a i} M_{b j} .. t_{i j ..}
-    out = tensor
-    for axis in range(tensor.ndim):
-        out = np.moveaxis(np.tensordot(matrix, out, axes=([1], [axis])), 0, axis)
-    return out
-
-
 def _check_shape(tensor: np.ndarray, name: str) -> np.ndarray:
     t = np.asarray(tensor)
     if t.shape != (3,) * t.ndim:
@@ -164,12 +158,19 @@ def _check_shape(tensor: np.ndarray, name: str) -> np.ndarray:
     return t
 
 
-def _check_degree(rank: int, l: int) -> None:
-    if rank < 0 or not 0 <= l <= rank or (rank - l) % 2:
+def _check_indices(l: int, rank: int | None = None, m: int | None = None) -> None:
+    """Raise unless ``l >= 0`` is a degree of a symmetric rank-``rank`` tensor (when ``rank`` is
+    given) and ``-l <= m <= l`` (when ``m`` is given)."""
+    if rank is None:
+        if l < 0:
+            raise ValueError(f"degree l must be >= 0, got {l}")
+    elif rank < 0 or not 0 <= l <= rank or (rank - l) % 2:
         raise ValueError(
             f"no harmonic component of degree l={l} in a fully symmetric rank-{rank} tensor; "
             f"use l in {list(range(rank % 2, rank + 1, 2)) if rank >= 0 else []}"
         )
+    if m is not None and abs(m) > l:
+        raise ValueError(f"order m={m} is outside -l..l for l={l}")
 
 
 def _check_symmetric(t: np.ndarray) -> None:
@@ -182,6 +183,20 @@ def _check_symmetric(t: np.ndarray) -> None:
                 f"{axis} and {axis + 1} differ); pass its fully symmetric part, e.g. "
                 "crystensor.tensors.young.symmetrize_fully(tensor)"
             )
+
+
+def _symmetric_input(sym_tensor: np.ndarray, l: int, *, real: bool = False) -> np.ndarray:
+    """``sym_tensor`` checked for the harmonic-component functions: shape ``(3,) * n``, real
+    (when ``real``), ``l`` a degree of rank ``n``, fully symmetric."""
+    t = _check_shape(sym_tensor, "sym_tensor")
+    if real and np.iscomplexobj(t):
+        raise ValueError(
+            "real harmonic components need a real tensor; for a complex one use "
+            "complex_to_real_sh(l) @ complex_harmonic_components(t, l)"
+        )
+    _check_indices(l, t.ndim)
+    _check_symmetric(t)
+    return t
 
 
 def jz_components(tensor: np.ndarray) -> np.ndarray:
@@ -211,7 +226,7 @@ def jz_components(tensor: np.ndarray) -> np.ndarray:
     array([-0.707107+0.j,  2.      +0.j,  0.707107+0.j])
     """
     t = _check_shape(tensor, "tensor")
-    return _apply_on_every_axis(JZ_BASIS, t.astype(complex))
+    return rotate_tensor(t.astype(complex), JZ_BASIS)
 
 
 def cartesian_from_jz(components: np.ndarray) -> np.ndarray:
@@ -240,7 +255,7 @@ def cartesian_from_jz(components: np.ndarray) -> np.ndarray:
     True
     """
     a = _check_shape(components, "components")
-    return _apply_on_every_axis(JZ_BASIS.conj().T, a.astype(complex))
+    return rotate_tensor(a.astype(complex), JZ_BASIS.conj().T)
 
 
 def _poly_mul(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
@@ -299,9 +314,7 @@ def jz_coefficients(rank: int, l: int, m: int) -> dict[str, float]:
     >>> {k: round(v, 12) for k, v in jz_coefficients(3, 3, 1).items()}  # 2 sqrt(3/2), sqrt(3/2)
     {'00+': 2.449489742783, '++-': 1.224744871392}
     """
-    _check_degree(rank, l)
-    if abs(m) > l:
-        raise ValueError(f"order m={m} is outside -l..l for l={l}")
+    _check_indices(l, rank, m)
     return dict(_jz_coefficients(rank, l, m))
 
 
@@ -316,7 +329,7 @@ def _harmonic_matrix(rank: int, l: int) -> np.ndarray:
             label = _canonical("".join(JZ_LABELS[i] for i in index))
             jz_tensor[index] = q.get(label, 0.0) / _multiplicity(label)
         # Y_{i..} = sum_beta Ytilde_beta U_{beta i} ..: apply U^T on every axis.
-        rows.append(_apply_on_every_axis(JZ_BASIS.T, jz_tensor).reshape(-1))
+        rows.append(rotate_tensor(jz_tensor, JZ_BASIS.T).reshape(-1))
     out = np.array(rows).reshape(2 * l + 1, 3**rank)
     out.setflags(write=False)
     return out
@@ -351,9 +364,7 @@ def harmonic_tensor(rank: int, l: int, m: int) -> np.ndarray:
     >>> np.round(np.diag(y).real, 12)
     array([-0.5, -0.5,  1. ])
     """
-    _check_degree(rank, l)
-    if abs(m) > l:
-        raise ValueError(f"order m={m} is outside -l..l for l={l}")
+    _check_indices(l, rank, m)
     return _harmonic_matrix(rank, l)[m + l].reshape((3,) * rank).copy()
 
 
@@ -396,10 +407,17 @@ def complex_harmonic_components(sym_tensor: np.ndarray, l: int) -> np.ndarray:
     >>> np.round(y2.real, 6), np.abs(y2.imag).max()
     (array([-0.612372,  0.      ,  2.5     ,  0.      , -0.612372]), np.float64(0.0))
     """
-    t = _check_shape(sym_tensor, "sym_tensor")
-    _check_degree(t.ndim, l)
-    _check_symmetric(t)
+    return _complex_components(_symmetric_input(sym_tensor, l), l)
+
+
+def _complex_components(t: np.ndarray, l: int) -> np.ndarray:
+    # y_l^m of a checked symmetric tensor (complex_harmonic_components without the checks)
     return _harmonic_matrix(t.ndim, l) @ t.reshape(-1).astype(complex)
+
+
+def _real_components(t: np.ndarray, l: int) -> np.ndarray:
+    # y_lm of a checked real symmetric tensor (real_harmonic_components without the checks)
+    return (_complex_to_real(l) @ _complex_components(t, l)).real
 
 
 @cache
@@ -448,8 +466,7 @@ def complex_to_real_sh(l: int) -> np.ndarray:
     >>> np.allclose(w @ w.conj().T, np.eye(3))
     True
     """
-    if l < 0:
-        raise ValueError(f"degree l must be >= 0, got {l}")
+    _check_indices(l)
     return _complex_to_real(l).copy()
 
 
@@ -478,13 +495,7 @@ def real_harmonic_components(sym_tensor: np.ndarray, l: int) -> np.ndarray:
     >>> np.round(real_harmonic_components(np.array([1.0, 2.0, 3.0]), 1), 12)  # (y, z, x)
     array([2., 3., 1.])
     """
-    t = _check_shape(sym_tensor, "sym_tensor")
-    if np.iscomplexobj(t):
-        raise ValueError(
-            "real_harmonic_components needs a real tensor; for a complex one use "
-            "complex_to_real_sh(l) @ complex_harmonic_components(t, l)"
-        )
-    return (_complex_to_real(l) @ complex_harmonic_components(t, l)).real
+    return _real_components(_symmetric_input(sym_tensor, l, real=True), l)
 
 
 def e3nn_harmonic_components(sym_tensor: np.ndarray, l: int) -> np.ndarray:
@@ -517,8 +528,8 @@ def e3nn_harmonic_components(sym_tensor: np.ndarray, l: int) -> np.ndarray:
     >>> np.round(e3nn_harmonic_components(np.array([1.0, 2.0, 3.0]), 1), 12)  # e3nn: (x, y, z)
     array([1., 2., 3.])
     """
-    t = _check_shape(sym_tensor, "sym_tensor")
-    return real_harmonic_components(_apply_on_every_axis(_E3NN_PERMUTATION, t), l)
+    t = _symmetric_input(sym_tensor, l, real=True)
+    return _real_components(rotate_tensor(t, _E3NN_PERMUTATION), l)
 
 
 @cache
@@ -534,7 +545,7 @@ def _e3nn_to_real(l: int) -> np.ndarray:
         power = np.ones(())
         for _ in range(l):
             power = np.multiply.outer(power, p)
-        return real_harmonic_components(power, l)
+        return _real_components(power, l)
 
     ours = np.array([values(p) for p in points])
     theirs = np.array([values(_E3NN_PERMUTATION @ p) for p in points])
@@ -571,8 +582,7 @@ def e3nn_to_real_sh(l: int) -> np.ndarray:
            [0., 0., 1.],
            [1., 0., 0.]])
     """
-    if l < 0:
-        raise ValueError(f"degree l must be >= 0, got {l}")
+    _check_indices(l)
     return _e3nn_to_real(l).copy()
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from crystensor.tensors.harmonic import rotate_tensor
 from crystensor.tensors.kinds import TensorKind, get_kind
 
 if TYPE_CHECKING:
@@ -701,15 +702,6 @@ def project_to_point_group(
     return out.reshape(t.shape)
 
 
-def _act(rotations: np.ndarray, tensor: np.ndarray, rank: int) -> np.ndarray:
-    """``g . T`` for every ``g``: shape ``(n_ops, *tensor.shape)`` (unbatched ``tensor``)."""
-    out = np.broadcast_to(tensor, (len(rotations), *tensor.shape))
-    for axis in range(1, rank + 1):
-        out = np.moveaxis(np.einsum("g...j,gij->g...i", np.moveaxis(out, axis, -1), rotations),
-                          -1, axis)  # fmt: skip
-    return out
-
-
 def symmetry_violation(tensor: np.ndarray, group: PointGroup | str) -> float:
     """Largest change of a tensor under the group, relative to its largest component.
 
@@ -741,11 +733,11 @@ def symmetry_violation(tensor: np.ndarray, group: PointGroup | str) -> float:
     0.25
     """
     g = _as_group(group)
-    t, rank = _check_tensor(tensor, None)
+    t, _ = _check_tensor(tensor, None)
     scale = float(np.abs(t).max()) if t.size else 0.0
     if scale == 0.0:
         return 0.0
-    return float(np.abs(_act(g.rotations, t, rank) - t).max() / scale)
+    return float(np.abs(rotate_tensor(t, g.rotations) - t).max() / scale)
 
 
 def projection_residual(tensor: np.ndarray, group: PointGroup | str) -> float:

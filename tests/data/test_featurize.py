@@ -1,7 +1,7 @@
 """``featurize`` and ``merge_stores``: records -> graph store, rejections, shards, determinism.
 
-The tiny structures and the record files built here are shared with the store, dataset and CLI
-tests (``from tests.data.test_featurize import ...``).
+The record files built here (from the tiny structures of :mod:`tests.helpers`) are shared with
+the store, dataset and CLI tests (``from tests.data.test_featurize import ...``).
 """
 
 from __future__ import annotations
@@ -26,54 +26,9 @@ from crystensor.data.store import GraphStore
 from crystensor.errors import InputError
 from crystensor.tensors.harmonic import from_irreps, to_irreps
 from crystensor.tensors.kinds import get_property
+from tests.helpers import STRUCTURES, americium, isolated_cs, nacl, silicon
 
 CUTOFF = 5.0
-
-
-# -- tiny structures, built in code ----------------------------------------------------------
-def nacl() -> Structure:
-    return Structure(
-        Lattice.from_parameters(3.99, 3.99, 3.99, 60, 60, 60),
-        ["Na", "Cl"],
-        [[0, 0, 0], [0.5, 0.5, 0.5]],
-    )
-
-
-def silicon() -> Structure:
-    return Structure(
-        Lattice.from_parameters(3.84, 3.84, 3.84, 60, 60, 60),
-        ["Si", "Si"],
-        [[0, 0, 0], [0.25, 0.25, 0.25]],
-    )
-
-
-def zno_wurtzite() -> Structure:
-    u = 0.382
-    return Structure(
-        Lattice.hexagonal(3.25, 5.21),
-        ["Zn", "Zn", "O", "O"],
-        [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, u], [2 / 3, 1 / 3, 0.5 + u]],
-    )
-
-
-def triclinic() -> Structure:
-    return Structure(
-        Lattice.from_parameters(3.9, 4.4, 4.8, 78, 84, 97),
-        ["Ga", "N", "O"],
-        [[0.02, 0.05, 0.01], [0.47, 0.31, 0.42], [0.21, 0.68, 0.77]],
-    )
-
-
-def isolated_cs() -> Structure:
-    """One Cs atom in a 6.3 A cube: no neighbour within 5 A (or 6 A)."""
-    return Structure(Lattice.cubic(6.3), ["Cs"], [[0, 0, 0]])
-
-
-def americium() -> Structure:
-    return Structure(Lattice.cubic(3.0), ["Am"], [[0, 0, 0]])
-
-
-STRUCTURES = {"NaCl": nacl, "Si": silicon, "ZnO": zno_wurtzite, "triclinic": triclinic}
 SYMMETRY = {
     "NaCl": {"space_group_number": 225, "crystal_system": "cubic"},
     "Si": {"space_group_number": 227, "crystal_system": "cubic"},

@@ -8,18 +8,14 @@ import pytest
 import torch
 
 from crystensor.models import TensorModel, build_model, preset
-from tests.models.graphs import NUM_FEATURES, STRUCTURES, to_data
+from tests.helpers import STRUCTURES, float64_one_thread
+from tests.models.graphs import NUM_FEATURES, to_data
 
 
 @pytest.fixture(scope="package", autouse=True)
 def float64() -> Iterator[None]:
-    """float64 (equivariance is checked to 1e-10) and one thread; both restored afterwards."""
-    previous, threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)  # tiny graphs: thread start-up costs more than it saves
-    yield
-    torch.set_default_dtype(previous)
-    torch.set_num_threads(threads)
+    with float64_one_thread():
+        yield
 
 
 @pytest.fixture(scope="package")

@@ -1,4 +1,4 @@
-"""Tiny periodic structures built in code, and their graphs as PyG ``Data``.
+"""The graphs of the tiny structures (:mod:`tests.helpers`) as the PyG ``Data`` models read.
 
 Atom features come from a fixed per-element table (random numbers seeded by Z), so that the
 same element always has the same features: permutation and supercell tests are meaningful.
@@ -8,49 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Structure
 from torch_geometric.data import Batch, Data
 
 from crystensor.data.graph import build_graph
 
 NUM_FEATURES = 8
 CUTOFF = 5.0
-
-
-def nacl() -> Structure:
-    return Structure(
-        Lattice.from_parameters(3.99, 3.99, 3.99, 60, 60, 60),
-        ["Na", "Cl"],
-        [[0, 0, 0], [0.5, 0.5, 0.5]],
-    )
-
-
-def silicon() -> Structure:
-    return Structure(
-        Lattice.from_parameters(3.84, 3.84, 3.84, 60, 60, 60),
-        ["Si", "Si"],
-        [[0, 0, 0], [0.25, 0.25, 0.25]],
-    )
-
-
-def zno_wurtzite() -> Structure:
-    u = 0.382
-    return Structure(
-        Lattice.hexagonal(3.25, 5.21),
-        ["Zn", "Zn", "O", "O"],
-        [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, u], [2 / 3, 1 / 3, 0.5 + u]],
-    )
-
-
-def triclinic() -> Structure:
-    return Structure(
-        Lattice.from_parameters(3.9, 4.4, 4.8, 78, 84, 97),
-        ["Ga", "N", "O"],
-        [[0.02, 0.05, 0.01], [0.47, 0.31, 0.42], [0.21, 0.68, 0.77]],
-    )
-
-
-STRUCTURES = {"NaCl": nacl, "Si": silicon, "ZnO": zno_wurtzite, "triclinic": triclinic}
 
 
 def element_features(z: np.ndarray) -> np.ndarray:

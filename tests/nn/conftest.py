@@ -5,14 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import torch
+
+from tests.helpers import float64_one_thread
 
 
 @pytest.fixture(scope="package", autouse=True)
 def float64() -> Iterator[None]:
-    previous, threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)  # tiny graphs: thread start-up costs more than it saves
-    yield
-    torch.set_default_dtype(previous)
-    torch.set_num_threads(threads)
+    with float64_one_thread():
+        yield

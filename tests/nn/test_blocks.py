@@ -27,11 +27,12 @@ from crystensor.nn import (
     kinds_irreps,
     spherical_irreps,
 )
+from crystensor.nn.attention import null_key_softmax
 from crystensor.nn.interaction import SEConvLayer
 from crystensor.nn.message import GroupedConcat
 from crystensor.nn.tensor_product import HarmonicProduct, PathMixing
-from tests.helpers import random_orthogonal, rotate
-from tests.models.graphs import silicon, to_data
+from tests.helpers import random_orthogonal, rotate, silicon
+from tests.models.graphs import to_data
 
 TOL = 1e-10
 
@@ -78,7 +79,7 @@ def test_harmonic_product_matches_e3nn_uvu(rng):
     ours = torch.cat(
         [
             z.reshape(z.shape[0], z.shape[1], -1)
-            .split([ir.dim for ir, _ in blk.paths], dim=2)[p]
+            .split([ir.dim for ir in blk.paths], dim=2)[p]
             .reshape(z.shape[0], -1)
             for z, blk in zip(product(x, a), product.layout.blocks, strict=True)
             for p in range(len(blk.paths))
@@ -196,6 +197,16 @@ def test_radial_features_vanish_smoothly_at_the_cutoff():
     assert radial.shape == (50, 8) and torch.all(radial[-1] == 0) and env[-1] == 0
     near, _ = RadialEmbedding(8, 5.0)(torch.tensor([4.999]))
     assert near.abs().max() < 1e-6  # approaches 0 like (r_c - r)^3: no step at the cutoff
+
+
+def test_null_key_softmax_ignores_edges_beyond_the_cutoff_when_shifting():
+    logits = torch.tensor([[2000.0], [1000.0], [0.3], [-0.2]])
+    envelope = torch.tensor([0.0, 0.5, 0.8, 0.4])
+    alpha = null_key_softmax(logits, envelope, torch.tensor([0, 0, 1, 1]), 3)
+    # node 0: the edge beyond the cutoff gets nothing, the other one all (e^-1000 to the null key)
+    torch.testing.assert_close(alpha[:2], torch.tensor([[0.0], [1.0]]), rtol=0, atol=0)
+    weight = envelope[2:] * torch.exp(logits[2:, 0])  # node 1: the formula as written
+    torch.testing.assert_close(alpha[2:, 0], weight / (1 + weight.sum()), rtol=0, atol=TOL)
 
 
 def test_atom_embedding_checks_the_feature_width():

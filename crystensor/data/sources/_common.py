@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from crystensor.errors import InputError
+from crystensor.tensors.harmonic import rotate_tensor as rotate_tensor  # the sources' import
 from crystensor.tensors.kinds import Property, TensorKind, get_property
 
 if TYPE_CHECKING:
@@ -128,15 +129,6 @@ def as_scalar(value: Any) -> float:
     return float(arr.reshape(()))
 
 
-def rotate_tensor(tensor: np.ndarray, rotation: np.ndarray) -> np.ndarray:
-    """Apply ``rotation`` on every index: ``T'_{a b ..} = R_{a i} R_{b j} .. T_{i j ..}``."""
-    out = np.asarray(tensor, dtype=float)
-    rot = np.asarray(rotation, dtype=float)
-    for axis in range(out.ndim):
-        out = np.moveaxis(np.tensordot(rot, out, axes=([1], [axis])), 0, axis)
-    return out
-
-
 def ieee_rotation(structure: Structure) -> np.ndarray:
     """pymatgen's rotation ``R`` into the IEEE orientation of ``structure``'s crystal.
 
@@ -185,12 +177,7 @@ def structure_from_text(text: str, fmt: str) -> Structure:
     """
     from pymatgen.core import Structure
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return Structure.from_str(text, fmt=fmt)
-    except Exception as err:  # pymatgen raises many types on malformed text
-        raise ValueError(f"{BAD_STRUCTURE}: not a {fmt} structure ({type(err).__name__})") from None
+    return _parse_structure(lambda: Structure.from_str(text, fmt=fmt), f"{fmt} structure")
 
 
 def structure_from_dict(obj: Mapping[str, Any]) -> Structure:
@@ -203,14 +190,25 @@ def structure_from_dict(obj: Mapping[str, Any]) -> Structure:
     """
     from pymatgen.core import Structure
 
+    return _parse_structure(
+        lambda: Structure.from_dict(dict(obj)), "pymatgen structure dict", detail=True
+    )
+
+
+def _parse_structure(parse: Callable[[], Structure], what: str, detail: bool = False) -> Structure:
+    """``parse()`` with pymatgen's warnings silenced; any failure becomes
+    ``"unreadable structure: not a <what> (<error type>[: <message>])"``.
+
+    ``detail`` adds the error's message (useful for dicts; for text, pymatgen's parser messages
+    say little and can be long).
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return Structure.from_dict(dict(obj))
-    except Exception as err:  # malformed dicts raise KeyError, TypeError, ValueError, ...
-        raise ValueError(
-            f"{BAD_STRUCTURE}: not a pymatgen structure dict ({type(err).__name__}: {err})"
-        ) from None
+            return parse()
+    except Exception as err:  # pymatgen raises many types on malformed input
+        reason = f"{type(err).__name__}: {err}" if detail else type(err).__name__
+        raise ValueError(f"{BAD_STRUCTURE}: not a {what} ({reason})") from None
 
 
 def is_missing(value: Any) -> bool:
