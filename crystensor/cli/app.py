@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from crystensor import __version__
-from crystensor.cli import decompose, featurize, fetch, finetune, train
+from crystensor.cli import decompose, featurize, fetch, finetune, predict, train
 from crystensor.cli.common import configure_logging
 
 app = typer.Typer(
@@ -52,6 +52,7 @@ app.command("fetch", no_args_is_help=True)(fetch.fetch)
 app.command("featurize", no_args_is_help=True)(featurize.featurize)
 app.command("train", no_args_is_help=True)(train.train)
 app.command("finetune", no_args_is_help=True)(finetune.finetune)
+app.command("predict", no_args_is_help=True)(predict.predict)
 app.command("decompose", no_args_is_help=True)(decompose.decompose)
 
 

@@ -9,6 +9,7 @@ import typer
 
 from crystensor.cli.common import console, emit_json, err_console, guarded
 from crystensor.cli.options import AngleTolerance, JsonFlag, OutputFile, SymPrec
+from crystensor.cli.render import fmt_number, properties_table, voigt_table
 
 KIND_HELP = "Tensor kind (dielectric, piezoelectric, elastic); inferred from the shape if omitted."
 ASYMMETRY_WARN = 1e-8
@@ -81,12 +82,6 @@ def decompose(
             _render(result)
 
 
-def _fmt(x: float) -> str:
-    if x == 0:
-        return "0"
-    return f"{x:.6g}" if abs(x) >= 1e-3 else f"{x:.3e}"
-
-
 def _render(result: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -102,22 +97,24 @@ def _render(result: dict[str, Any]) -> None:
             f"{100 * result['index_asymmetry']:.3g} % of the norm. It is reported, not used: "
             "the analysis below is of the symmetric part."
         )
-    console.print(_voigt_table(kind, result["voigt"], "Tensor (Voigt notation)"))
+    console.print(voigt_table(kind, result["voigt"], "Tensor (Voigt notation)"))
 
     parts = Table(title="Irreducible parts (e3nn real basis)", title_justify="left")
     for col in ("irrep", "from", "norm", "share", "components"):
         parts.add_column(col, justify="right" if col in ("norm", "share") else "left")
     for p in result["parts"]:
-        comps = " ".join(_fmt(c) for c in p["components"])
-        parts.add_row(p["irrep"], p["source"], _fmt(p["norm"]), f"{100 * p['share']:.2f} %", comps)
+        comps = " ".join(fmt_number(c) for c in p["components"])
+        parts.add_row(
+            p["irrep"], p["source"], fmt_number(p["norm"]), f"{100 * p['share']:.2f} %", comps
+        )
     console.print(parts)
 
     explicit = Table(title="Explicit decomposition (paper's view)", title_justify="left")
     for col in ("sub-tensor", "l", "norm", "what", "real SH components (m=-l..l)"):
         explicit.add_column(col)
     for e in result["explicit"]:
-        comps = " ".join(_fmt(c) for c in e.get("real_sh_components", [e["value"]]))
-        explicit.add_row(e["name"], str(e["l"]), _fmt(e["norm"]), e["description"], comps)
+        comps = " ".join(fmt_number(c) for c in e.get("real_sh_components", [e["value"]]))
+        explicit.add_row(e["name"], str(e["l"]), fmt_number(e["norm"]), e["description"], comps)
     console.print(explicit)
     err = result["reconstruction_error"]
     console.print(
@@ -125,7 +122,7 @@ def _render(result: dict[str, Any]) -> None:
         f"explicit {err['explicit']:.2e}"
     )
     if result["properties"]:
-        console.print(_properties_table(result["properties"], "Derived properties"))
+        console.print(properties_table(result["properties"], "Derived properties"))
     if "symmetry" in result:
         _render_symmetry(kind, result["symmetry"])
 
@@ -141,49 +138,4 @@ def _render_symmetry(kind: Any, sym: dict[str, Any]) -> None:
         f"{100 * sym['violation']:.3g} %; {sym['independent_components']} independent "
         f"components in this class"
     )
-    console.print(_voigt_table(kind, sym["projected_voigt"], "Projected onto the point group"))
-
-
-def _voigt_table(kind: Any, voigt: list, title: str) -> Any:
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    rows = voigt if isinstance(voigt[0], list) else [voigt]
-    width = len(rows[0])
-    col_labels = "xyz" if kind.rank == 2 else "123456"
-    row_labels = "xyz" if kind.rank == 2 else "123456"
-    table.add_column("")
-    for j in range(width):
-        table.add_column(col_labels[j], justify="right")
-    for i, row in enumerate(rows):
-        table.add_row(row_labels[i], *(_fmt(v) for v in row))
-    return table
-
-
-def _properties_table(props: dict[str, Any], title: str) -> Any:
-    from rich.table import Table
-
-    units = props.get("units", {})
-    table = Table(title=title, title_justify="left")
-    table.add_column("property")
-    table.add_column("value", justify="right")
-    table.add_column("units")
-    for key, value in props.items():
-        if key == "units":
-            continue
-        if isinstance(value, list):
-            text = "  ".join(
-                _fmt(v) if not isinstance(v, list) else "(" + " ".join(_fmt(x) for x in v) + ")"
-                for v in value
-            )
-        elif isinstance(value, bool):
-            text = "yes" if value else "no"
-        elif value is None:
-            text = "n/a"
-        elif isinstance(value, float | int):
-            text = _fmt(value)
-        else:
-            text = str(value)
-        unit = units.get(key, "")
-        table.add_row(key, text, "" if unit == "1" else unit)
-    return table
+    console.print(voigt_table(kind, sym["projected_voigt"], "Projected onto the point group"))

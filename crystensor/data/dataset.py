@@ -40,7 +40,7 @@ from crystensor.data import elements
 from crystensor.data.store import GraphStore
 from crystensor.errors import InputError
 
-__all__ = ["GraphDataset"]
+__all__ = ["GraphDataset", "graph_to_data"]
 
 log = logging.getLogger(__name__)
 
@@ -144,24 +144,64 @@ class GraphDataset(Dataset):
         return out
 
     def __getitem__(self, item: int) -> Any:
-        from torch_geometric.data import Data
-
         n = len(self.indices)
         if not -n <= int(item) < n:
             raise IndexError(f"index {item} out of range for {n} graphs")
         g = self.store.graph(int(self.indices[int(item)]))
-        z = torch.from_numpy(g.atomic_numbers.astype(np.int64))
-        x = g.node_features if g.node_features is not None else elements.node_features(z.numpy())
         dtype = self.dtype
-        return Data(
-            z=z,
-            x=torch.from_numpy(np.asarray(x)).to(dtype),
-            pos=torch.from_numpy(g.positions).to(dtype),
-            cell=torch.from_numpy(g.cell).to(dtype).unsqueeze(0),
-            edge_index=torch.from_numpy(g.edge_index.astype(np.int64)),
-            edge_shift=torch.from_numpy(g.edge_shift.astype(np.float64)).to(dtype),
+        return graph_to_data(
+            g,
+            dtype,
+            node_features=g.node_features,
             y=torch.from_numpy(g.target_irreps).to(dtype).unsqueeze(0),
             y_cartesian=torch.as_tensor(np.asarray(g.target_cartesian), dtype=dtype).unsqueeze(0),
             id=g.id,
-            num_nodes=len(z),
         )
+
+
+def graph_to_data(
+    graph: Any,
+    dtype: torch.dtype = torch.float32,
+    *,
+    node_features: np.ndarray | None = None,
+    **fields: Any,
+) -> Any:
+    """The PyG ``Data`` a model reads, from a stored or freshly built graph.
+
+    One conversion for training (:class:`GraphDataset`) and prediction
+    (:mod:`crystensor.predict`), so that both feed the model the same fields.
+
+    Parameters
+    ----------
+    graph : StoredGraph or StructureGraph
+        Anything with ``atomic_numbers (n,)``, ``positions (n, 3)``, ``cell (3, 3)``,
+        ``edge_index (2, e)`` and ``edge_shift (e, 3)`` (see :mod:`crystensor.data.graph`).
+    dtype : torch.dtype
+        Floating dtype of ``x``, ``pos``, ``cell`` and ``edge_shift``.
+    node_features : array ``(n, F)``, optional
+        Stored atom features; rebuilt from Z with :func:`crystensor.data.elements.node_features`
+        when None.
+    **fields
+        Further ``Data`` fields (targets, ids).
+
+    Returns
+    -------
+    torch_geometric.data.Data
+        ``z``, ``x``, ``pos``, ``cell (1, 3, 3)``, ``edge_index``, ``edge_shift``, ``num_nodes``
+        and ``fields`` (the module docstring gives the shapes).
+    """
+    from torch_geometric.data import Data
+
+    z = torch.from_numpy(np.asarray(graph.atomic_numbers).astype(np.int64))
+    x = node_features if node_features is not None else elements.node_features(z.numpy())
+    # torch.tensor copies: pymatgen's arrays (the lattice matrix) are read-only
+    return Data(
+        z=z,
+        x=torch.tensor(np.asarray(x), dtype=dtype),
+        pos=torch.tensor(np.asarray(graph.positions), dtype=dtype),
+        cell=torch.tensor(np.asarray(graph.cell), dtype=dtype).unsqueeze(0),
+        edge_index=torch.from_numpy(np.asarray(graph.edge_index).astype(np.int64)),
+        edge_shift=torch.tensor(np.asarray(graph.edge_shift).astype(np.float64), dtype=dtype),
+        num_nodes=len(z),
+        **fields,
+    )

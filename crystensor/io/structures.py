@@ -1,19 +1,41 @@
-"""Reading crystal structures with clear errors (pymatgen first, ASE for what pymatgen lacks)."""
+"""Reading crystal structures with clear errors (pymatgen first, ASE for what pymatgen lacks).
+
+:func:`read_structure` reads one structure from a file; :func:`read_structures` reads every
+structure a file holds (all frames of an extended XYZ file) and standard input (``-``, a POSCAR).
+
+POSCAR files go through ASE's VASP reader first: pymatgen's imports all of its VASP output
+parsers with it (about 1 s, a third of the start-up of ``crystensor predict``). The structure
+is the same; pymatgen reads the POSCARs ASE refuses.
+"""
 
 from __future__ import annotations
 
+import io
 import logging
+import sys
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from crystensor.errors import InputError
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-__all__ = ["read_structure"]
+__all__ = [
+    "MULTI_FRAME_SUFFIXES",
+    "atoms_to_structure",
+    "check_ordered",
+    "read_structure",
+    "read_structures",
+]
 
 log = logging.getLogger(__name__)
+
+#: File suffixes (optionally followed by ``.gz``) read frame by frame by :func:`read_structures`.
+MULTI_FRAME_SUFFIXES = (".xyz", ".extxyz")
+_POSCAR_STEMS = ("poscar", "contcar")
+_POSCAR_SUFFIXES = (".vasp", ".poscar")
 
 
 def read_structure(path: str | Path) -> Structure:
@@ -30,28 +52,132 @@ def read_structure(path: str | Path) -> Structure:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"structure file {str(p)!r} does not exist; check the path")
-    try:
-        structure = Structure.from_file(p)
-    except Exception as first:  # pymatgen raises many types; ASE gets a second try
-        log.debug("pymatgen could not read %s: %s", p, first)
-        try:
-            from ase.io import read
-            from pymatgen.io.ase import AseAtomsAdaptor
+    structure = _poscar_with_ase(p) if _is_poscar_name(p) else None
+    if structure is None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                structure = Structure.from_file(p)
+            except Exception as first:  # pymatgen raises many types; ASE gets a second try
+                log.debug("pymatgen could not read %s: %s", p, first)
+                structure = _read_with_ase_or_poscar(p, first)
+        for warning in caught:  # pymatgen's CIF parser is chatty; the user sees them with -vv
+            log.debug("%s: %s", p.name, warning.message)
+    check_ordered(structure, p.name)
+    return structure
 
-            atoms = read(p)
-            if not all(atoms.pbc) or atoms.cell.rank < 3:
-                raise InputError(f"{p.name} has no periodic 3D cell; crystensor needs a crystal")
-            structure = AseAtomsAdaptor.get_structure(atoms)
-        except InputError:
-            raise
-        except Exception:
-            raise InputError(
-                f"cannot read a crystal structure from {p.name} ({first}); give a POSCAR, CIF, "
-                "vasprun.xml or extended XYZ file"
-            ) from None
-    if not structure.is_ordered:
+
+def _is_poscar_name(p: Path) -> bool:
+    name = p.name.lower()
+    return any(stem in name for stem in _POSCAR_STEMS) or name.endswith(_POSCAR_SUFFIXES)
+
+
+def _poscar_with_ase(source: Path | IO[str]) -> Structure | None:
+    """A POSCAR read by ASE, or None if ASE cannot read it (pymatgen then tries)."""
+    from ase.io import read
+
+    try:
+        atoms = read(source, format="vasp")
+    except Exception as err:  # ASE raises many types for a malformed file
+        log.debug("ASE could not read a POSCAR from %s: %s", source, err)
+        return None
+    return atoms_to_structure(atoms, getattr(source, "name", "stdin"))
+
+
+def _read_with_ase_or_poscar(p: Path, first: Exception) -> Structure:
+    """ASE's reader, then (for a file whose name says nothing, e.g. ``ONE``) a POSCAR parse."""
+    from pymatgen.core import Structure
+
+    try:
+        from ase.io import read
+
+        return atoms_to_structure(read(p), p.name)
+    except InputError:
+        raise
+    except Exception as second:
+        log.debug("ASE could not read %s: %s", p, second)
+    try:
+        return Structure.from_str(p.read_text(), fmt="poscar")
+    except Exception:
         raise InputError(
-            f"{p.name} has partially occupied sites; crystensor needs an ordered structure "
-            "(pick one configuration, e.g. with pymatgen's OrderDisorderedStructureTransformation)"
+            f"cannot read a crystal structure from {p.name} ({first}); give a POSCAR, CIF, "
+            "vasprun.xml or extended XYZ file"
+        ) from None
+
+
+def atoms_to_structure(atoms: Any, where: str) -> Structure:
+    """An ASE ``Atoms`` with a periodic 3D cell as a pymatgen Structure (species, positions)."""
+    from pymatgen.core import Lattice, Structure
+
+    if not all(atoms.pbc) or atoms.cell.rank < 3:
+        raise InputError(f"{where} has no periodic 3D cell; crystensor needs a crystal")
+    return Structure(
+        Lattice(atoms.cell.array),
+        atoms.get_chemical_symbols(),
+        atoms.get_positions(),
+        coords_are_cartesian=True,
+    )
+
+
+def check_ordered(structure: Structure, where: str) -> None:
+    """Refuse partial occupancies (a disordered site has no single atom to put in a graph)."""
+    if not structure.is_ordered:
+        disordered = [i for i, site in enumerate(structure) if not site.is_ordered]
+        first = disordered[0]
+        raise InputError(
+            f"{where} has partially occupied sites ({len(disordered)}, e.g. site {first}: "
+            f"{structure[first].species}); crystensor needs an ordered structure (pick one "
+            "configuration, e.g. with pymatgen's OrderDisorderedStructureTransformation)"
         )
+
+
+def _is_multi_frame(p: Path) -> bool:
+    suffixes = [s.lower() for s in p.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return bool(suffixes) and suffixes[-1] in MULTI_FRAME_SUFFIXES
+
+
+def read_structures(path: str | Path) -> list[Structure]:
+    """Every periodic structure in a file: all frames of an extended XYZ file, else one.
+
+    ``-`` reads one POSCAR from standard input. Other files go through :func:`read_structure`.
+
+    Raises
+    ------
+    InputError
+        As :func:`read_structure`; for a multi-frame file, the first frame without a periodic
+        cell is named.
+    """
+    if str(path) == "-":
+        return [_read_stdin()]
+    p = Path(path)
+    if not _is_multi_frame(p):
+        return [read_structure(p)]
+    if not p.is_file():
+        raise InputError(f"structure file {str(p)!r} does not exist; check the path")
+    from ase.io import read
+
+    try:
+        frames = read(p, index=":")
+    except Exception as err:  # ASE raises many types for a malformed file
+        raise InputError(f"cannot read extended XYZ frames from {p.name} ({err})") from None
+    if not frames:
+        raise InputError(f"{p.name} holds no frames")
+    return [atoms_to_structure(atoms, f"{p.name} frame {i}") for i, atoms in enumerate(frames)]
+
+
+def _read_stdin() -> Structure:
+    from pymatgen.core import Structure
+
+    text = sys.stdin.read()
+    if not text.strip():
+        raise InputError("standard input is empty; pipe a POSCAR into '-'")
+    structure = _poscar_with_ase(io.StringIO(text))
+    if structure is None:
+        try:
+            structure = Structure.from_str(text, fmt="poscar")
+        except Exception as err:
+            raise InputError(f"cannot read a POSCAR from standard input ({err})") from None
+    check_ordered(structure, "stdin")
     return structure

@@ -1,0 +1,171 @@
+"""Speed of ``crystensor predict``: start-up of the command and batch throughput of the API.
+
+Prints
+
+1. the wall time of ``crystensor predict ONE.POSCAR --model CKPT`` run as a subprocess, start-up
+   (imports, loading the model) included (aim: < 3 s);
+2. the throughput of :meth:`crystensor.predict.Predictor.predict_results` over the 1181 matminer
+   elastic structures of ``../shared/data`` once the model is loaded (aim: > 200 structures/s),
+   with the time split into graph building, the network, and symmetry + derived properties.
+
+``--model`` defaults to the shipped elastic model; without one, an untrained checkpoint of the
+``default`` preset of ``--arch`` is written to a temporary folder (the speed does not depend on
+the weights).
+
+    .venv/bin/python benchmarks/predict_speed.py [--model CKPT] [--arch segnn] [--batch-size 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("CRYSTENSOR_SHARED_DATA", REPO.parent / "shared" / "data"))
+EXAMPLE = REPO / "examples" / "structures" / "ZnO-mp-2133.POSCAR"
+
+# The command as a subprocess; if `predict` is not registered in the root app yet, the same
+# command function wrapped in a one-command typer app (same imports).
+_FALLBACK = (
+    "import typer; from crystensor.cli.predict import predict; "
+    "app = typer.Typer(); app.command('predict')(predict); app.callback()(lambda: None); app()"
+)
+
+
+def untrained_checkpoint(arch: str, folder: Path) -> Path:
+    from crystensor.data import elements
+    from crystensor.models import build_model, preset
+    from crystensor.train.checkpoint import Checkpoint, save_checkpoint
+
+    model = build_model(
+        preset(arch, "default", num_node_features=elements.FEATURE_DIM, target="elastic")
+    )
+    featurization = {
+        "cutoff": 5.0,
+        "auto_cutoff": False,
+        "max_cutoff": 10.0,
+        "feature_set": elements.FEATURE_SET,
+        "feature_dim": elements.FEATURE_DIM,
+        "feature_table_sha256": elements.feature_table_sha256(),
+    }
+    checkpoint = Checkpoint.from_model(model, featurization, meta={"note": "untrained benchmark"})
+    return save_checkpoint(checkpoint, folder / f"untrained-{arch}.pt")
+
+
+def command_seconds(model: Path, repeats: int) -> tuple[list[float], str]:
+    script = shutil.which("crystensor", path=str(Path(sys.executable).parent))
+    args = ["predict", str(EXAMPLE), "--model", str(model)]
+    registered = script is not None and (
+        subprocess.run([script, "predict", "--help"], capture_output=True).returncode == 0
+    )
+    if registered:
+        how, command = "crystensor predict", [script, *args]
+    else:
+        how = "the predict command in a one-command typer app (not registered in crystensor yet)"
+        command = [sys.executable, "-c", _FALLBACK, *args]
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+        if done.returncode != 0:
+            raise SystemExit(f"the command failed:\n{done.stdout}\n{done.stderr}")
+    return times, how
+
+
+def matminer_structures() -> list:
+    import pandas as pd
+    from pymatgen.core import Structure
+
+    path = DATA / "matminer-2018" / "elastic_tensor.csv.gz"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found (set CRYSTENSOR_SHARED_DATA)")
+    with gzip.open(path, "rt") as fh:
+        frame = pd.read_csv(fh, skiprows=1)
+    return [Structure.from_str(text, fmt="poscar") for text in frame["poscar"]]
+
+
+def stage_seconds(predictor, structures, batch_size: int) -> dict[str, float]:
+    """Time of each stage over all structures (run separately, so only roughly additive)."""
+    import numpy as np
+
+    from crystensor.predict import Prediction, _finish
+    from crystensor.tensors.harmonic import from_irreps
+
+    start = time.perf_counter()
+    graphs = [predictor.graph(s) for s in structures]
+    t_graph = time.perf_counter() - start
+    start = time.perf_counter()
+    irreps = [
+        predictor.raw_irreps(graphs[i : i + batch_size]) for i in range(0, len(graphs), batch_size)
+    ]
+    t_model = time.perf_counter() - start
+    raw = from_irreps(np.concatenate(irreps), predictor.kind)
+    start = time.perf_counter()
+    for s, tensor in zip(structures, raw, strict=True):
+        result = Prediction("", predictor.target, predictor.kind, structure=s)
+        _finish(result, tensor, True, 0.01, 5.0)
+    t_post = time.perf_counter() - start
+    return {"graphs": t_graph, "network": t_model, "symmetry + properties": t_post}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, help="checkpoint (default: shipped elastic model)")
+    parser.add_argument("--arch", default="segnn", choices=("segnn", "seconv", "setransformer"))
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of the command")
+    args = parser.parse_args()
+
+    # as `crystensor predict` does: idle OpenMP threads sleep instead of spinning
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    from crystensor.predict import Predictor
+    from crystensor.pretrained import available
+    from crystensor.train.checkpoint import load_checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model or available().get("elastic")
+        if model is None:
+            model = untrained_checkpoint(args.arch, Path(tmp))
+            print(
+                f"no shipped elastic model: using an untrained '{args.arch}' default-preset "
+                f"checkpoint ({model.name}, in a temporary folder)"
+            )
+        else:
+            print(f"model: {model}")
+        threads = torch.get_num_threads()
+        print(f"torch {torch.__version__}, {threads} threads, {os.cpu_count()} CPUs")
+        print(f"load average (1 min) at the start: {os.getloadavg()[0]:.1f}")
+
+        times, how = command_seconds(model, args.repeats)
+        shown = ", ".join(f"{t:.2f}" for t in times)
+        print(f"(1) {how} {EXAMPLE.name} --model CKPT: best {min(times):.2f} s ({shown} s)")
+
+        structures = matminer_structures()
+        predictor = Predictor(load_checkpoint(model), source=str(model))
+        predictor.predict_results(structures[:64], batch_size=args.batch_size)  # warm-up
+        start = time.perf_counter()
+        results = predictor.predict_results(structures, batch_size=args.batch_size)
+        seconds = time.perf_counter() - start
+        failed = sum(not r.ok for r in results)
+        print(
+            f"(2) predict_results over {len(structures)} matminer elastic structures, batch "
+            f"{args.batch_size}: {seconds:.2f} s, {len(structures) / seconds:.0f} structures/s "
+            f"({failed} failed)"
+        )
+        for stage, t in stage_seconds(predictor, structures, args.batch_size).items():
+            print(f"    {stage:<22} {t:6.2f} s  ({len(structures) / t:.0f} structures/s)")
+        print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,696 @@
+"""The Python API behind ``crystensor predict``: crystal structures -> predicted tensors.
+
+Each structure goes the way the model's training data went, with the featurization stored in
+its checkpoint (cutoff, auto-cutoff, atom features):
+
+.. code-block:: text
+
+    structure --build_graph--> periodic radius graph --model--> irreps (dim,)
+        --from_irreps--> Cartesian tensor (raw, frame of the structure)
+        --project_to_point_group--> symmetrized tensor --> derived properties
+
+The symmetrized tensor is the orthogonal projection of the raw one onto the tensors invariant
+under the structure's point group (Neumann's principle): components that must vanish are
+exactly 0 and components that must be equal are bit-for-bit equal. Both are kept.
+
+>>> import crystensor
+>>> crystensor.predict("POSCAR", target="elastic")  # doctest: +SKIP
+[ElasticTensor(...)]
+
+:func:`predict` returns pymatgen tensor objects; :func:`predict_results` returns one
+:class:`Prediction` per structure (raw and symmetrized tensors, point group, derived
+properties, or the reason it failed) and never stops at a structure it cannot predict.
+A :class:`Predictor` keeps one loaded model for many calls.
+
+On a machine shared with other jobs, set ``OMP_WAIT_POLICY=PASSIVE`` before torch is imported
+(``crystensor predict`` does): idle OpenMP threads then sleep instead of spinning, which made
+inference on 2 busy cores 10x faster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import types
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from crystensor.errors import InputError
+from crystensor.tensors.kinds import TensorKind
+
+if TYPE_CHECKING:
+    import torch
+    from pymatgen.core import Structure
+
+    from crystensor.train.checkpoint import Checkpoint
+
+__all__ = [
+    "Prediction",
+    "Predictor",
+    "StructureInput",
+    "load_predictor",
+    "model_info",
+    "predict",
+    "predict_results",
+    "read_inputs",
+]
+
+log = logging.getLogger(__name__)
+
+#: What the API accepts as one structure: a pymatgen Structure, an ASE Atoms, or a path (a
+#: file, a directory of structure files, or ``-`` for a POSCAR on standard input).
+StructureInput = Any
+
+# Names (lower case) of the files a directory is searched for; anything else in it is skipped.
+_STRUCTURE_SUFFIXES = (".vasp", ".poscar", ".cif", ".xyz", ".extxyz", ".mcif")
+_STRUCTURE_STEMS = ("poscar", "contcar", "vasprun")
+
+# The pymatgen class that holds each kind (module, class name).
+_PYMATGEN_CLASSES = {
+    "elastic": ("pymatgen.analysis.elasticity", "ElasticTensor"),
+    "piezoelectric": ("pymatgen.analysis.piezo", "PiezoTensor"),
+    "dielectric": ("pymatgen.core.tensors", "Tensor"),
+}
+
+
+@dataclass
+class Prediction:
+    """The prediction for one structure (or why there is none).
+
+    Attributes
+    ----------
+    name : str
+        Where the structure came from: the file (with ``[i]`` for frame ``i`` of a multi-frame
+        file), ``stdin``, or the formula of an in-memory structure.
+    target : str
+        Property predicted (``"elastic"``, ``"dielectric-electronic"``, ...).
+    kind : TensorKind
+    structure : pymatgen Structure or None
+    raw : array ``kind.cartesian_shape`` or None
+        The network's output as a Cartesian tensor in the frame of ``structure``, float64, in
+        ``kind.units``.
+    symmetrized : array ``kind.cartesian_shape`` or None
+        ``raw`` projected onto the point group (exact zeros and equalities).
+    symmetrize : bool
+        Whether :attr:`tensor` (what is reported) is ``symmetrized`` (True) or ``raw``.
+    point_group, crystal_system, space_group : str or None
+        Hermann-Mauguin symbols and lowercase system, from spglib with ``symprec``.
+    space_group_number : int or None
+    symmetry_violation : float or None
+        How far ``raw`` is from invariant: max change under the group / max component.
+    properties : dict
+        Derived properties of :attr:`tensor` (:func:`crystensor.tensors.analysis.
+        derived_properties`: moduli, eigenvalues, eij_max, ... with their ``units``).
+    error : str or None
+        Why this structure could not be predicted; everything else is then None / empty.
+    """
+
+    name: str
+    target: str
+    kind: TensorKind
+    structure: Structure | None = None
+    raw: np.ndarray | None = None
+    symmetrized: np.ndarray | None = None
+    symmetrize: bool = True
+    point_group: str | None = None
+    crystal_system: str | None = None
+    space_group: str | None = None
+    space_group_number: int | None = None
+    symmetry_violation: float | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def tensor(self) -> np.ndarray | None:
+        """The reported Cartesian tensor: ``symmetrized`` or ``raw`` (see ``symmetrize``)."""
+        return self.symmetrized if self.symmetrize else self.raw
+
+    @property
+    def voigt(self) -> np.ndarray | None:
+        """:attr:`tensor` in Voigt form (3x3, 3x6 or 6x6; xx, yy, zz, yz, xz, xy; no 2s)."""
+        return None if self.tensor is None else self.kind.to_voigt(self.tensor)
+
+    @property
+    def formula(self) -> str | None:
+        return None if self.structure is None else self.structure.composition.reduced_formula
+
+    def to_pymatgen(self) -> Any:
+        """:attr:`tensor` as ``ElasticTensor`` (GPa), ``PiezoTensor`` (C/m^2) or ``Tensor``."""
+        if self.tensor is None:
+            raise InputError(f"{self.name}: no prediction ({self.error})")
+        import importlib
+
+        module, name = _PYMATGEN_CLASSES[self.kind.name]
+        return getattr(importlib.import_module(module), name)(self.tensor)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON; ``crystensor decompose`` reads it (``kind`` + ``tensor``)."""
+        if not self.ok:
+            return {"source": self.name, "target": self.target, "error": self.error}
+        return {
+            "source": self.name,
+            "formula": self.formula,
+            "target": self.target,
+            "kind": self.kind.name,
+            "units": self.kind.units,
+            "symmetrized": self.symmetrize,
+            "tensor": self.tensor.tolist(),
+            "voigt": self.voigt.tolist(),
+            "raw_voigt": self.kind.to_voigt(self.raw).tolist(),
+            "point_group": self.point_group,
+            "crystal_system": self.crystal_system,
+            "space_group": self.space_group,
+            "space_group_number": self.space_group_number,
+            "symmetry_violation": self.symmetry_violation,
+            "properties": self.properties,
+            "structure": self.structure.as_dict(),
+        }
+
+
+# -- reading the inputs ----------------------------------------------------------------------
+
+
+def _looks_like_structure(path: Path) -> bool:
+    name = path.name.lower().removesuffix(".gz")
+    return name.endswith(_STRUCTURE_SUFFIXES) or any(s in name for s in _STRUCTURE_STEMS)
+
+
+def read_inputs(
+    structures: StructureInput | Iterable[StructureInput],
+) -> list[tuple[str, Any]]:
+    """Expand the inputs into ``(name, Structure)`` pairs, in order.
+
+    Files with several frames give several pairs; a directory gives the structure files in it
+    (POSCAR/CONTCAR/vasprun names, ``.vasp``, ``.cif``, ``.xyz``, ``.extxyz``, optionally
+    ``.gz``), sorted by name. An input that cannot be read becomes ``(name, InputError)``
+    instead of stopping the others.
+
+    Returns
+    -------
+    list of (str, Structure or InputError)
+    """
+    if _is_single(structures) or isinstance(structures, str | os.PathLike):
+        structures = [structures]
+    out: list = []
+    for item in structures:
+        if isinstance(item, str | os.PathLike):
+            path = Path(item)
+            if str(item) != "-" and path.is_dir():
+                files = sorted(
+                    p for p in path.iterdir() if p.is_file() and _looks_like_structure(p)
+                )
+                if not files:
+                    out.append((str(path), InputError(f"no structure files in directory {path}")))
+                for p in files:
+                    out.extend(_read_file(p))
+            else:
+                out.extend(_read_file(item))
+        else:
+            try:
+                structure = _as_structure(item)
+            except InputError as err:
+                out.append((f"structure {len(out)}", err))
+                continue
+            out.append((structure.composition.reduced_formula, structure))
+    return out
+
+
+def _read_file(path: str | os.PathLike) -> list[tuple[str, Any]]:
+    from crystensor.io.structures import read_structures
+
+    name = "stdin" if str(path) == "-" else str(path)
+    try:
+        frames = read_structures(path)
+    except InputError as err:
+        return [(name, err)]
+    if len(frames) == 1:
+        return [(name, frames[0])]
+    return [(f"{name}[{i}]", s) for i, s in enumerate(frames)]
+
+
+def _is_single(item: Any) -> bool:
+    """A pymatgen Structure or an ASE Atoms (both iterable, but one structure)."""
+    cls = type(item)
+    return any(c.__name__ in ("Structure", "IStructure", "Atoms") for c in cls.__mro__)
+
+
+def _as_structure(item: Any) -> Structure:
+    from ase import Atoms
+    from pymatgen.core import IStructure
+
+    from crystensor.io.structures import atoms_to_structure, check_ordered
+
+    if isinstance(item, IStructure):
+        structure = item
+    elif isinstance(item, Atoms):
+        structure = atoms_to_structure(item, "an ASE Atoms")
+    else:
+        raise InputError(
+            f"cannot predict for a {type(item).__name__}; give a pymatgen Structure, an ASE "
+            "Atoms or a path to a structure file"
+        )
+    check_ordered(structure, structure.composition.reduced_formula)
+    return structure
+
+
+# -- the model --------------------------------------------------------------------------------
+
+
+def _check_featurization(featurization: dict[str, Any], where: str) -> None:
+    from crystensor.data import elements
+
+    feature_set = featurization.get("feature_set")
+    if feature_set != elements.FEATURE_SET:
+        raise InputError(
+            f"{where} was trained on atom features {feature_set!r}, but this crystensor builds "
+            f"{elements.FEATURE_SET!r}; use the crystensor release it was trained with"
+        )
+    if int(featurization.get("feature_dim", -1)) != elements.FEATURE_DIM:
+        raise InputError(
+            f"{where} expects {featurization.get('feature_dim')} atom features, this crystensor "
+            f"builds {elements.FEATURE_DIM}; use the crystensor release it was trained with"
+        )
+    if featurization.get("feature_table_sha256") != elements.feature_table_sha256():
+        log.warning(
+            "%s: the %s atom-feature table differs from the one it was trained with (a "
+            "different pymatgen release?); predictions may shift slightly",
+            where,
+            elements.FEATURE_SET,
+        )
+
+
+class Predictor:
+    """A loaded model with the featurization it was trained with.
+
+    Parameters
+    ----------
+    checkpoint : Checkpoint
+        From :func:`crystensor.train.checkpoint.load_checkpoint`.
+    device : str
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
+    dtype : torch.dtype
+        Floating dtype of the model and the graphs (float64 for exact equivariance checks).
+    source : str
+        How to name the model in messages (a path, or ``"shipped elastic model"``).
+
+    Raises
+    ------
+    InputError
+        The checkpoint predicts a scalar, or was featurized with other atom features.
+    """
+
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        *,
+        device: str = "cpu",
+        dtype: torch.dtype | None = None,
+        source: str = "model",
+    ) -> None:
+        import torch
+
+        from crystensor.train.distributed import resolve_device
+
+        self.checkpoint = checkpoint
+        self.source = source
+        self.kind = checkpoint.kind
+        if self.kind.rank == 0:
+            raise InputError(
+                f"{source} predicts the scalar {checkpoint.target!r}; crystensor predict is for "
+                "the tensor targets (elastic, dielectric, dielectric-electronic, piezoelectric)"
+            )
+        _check_featurization(checkpoint.featurization, source)
+        self.device = resolve_device(device)
+        self.dtype = dtype or torch.float32
+        self.model = checkpoint.build_model(self.device, self.dtype)
+
+    @property
+    def target(self) -> str:
+        return self.checkpoint.target
+
+    @property
+    def featurization(self) -> dict[str, Any]:
+        return self.checkpoint.featurization
+
+    def graph(self, structure: Structure) -> Any:
+        """The PyG ``Data`` of ``structure``, built exactly as the training graphs were.
+
+        Raises
+        ------
+        InputError
+            An element outside the atom features, or an atom with no neighbour in the cutoff.
+        """
+        from crystensor.data.dataset import graph_to_data
+        from crystensor.data.elements import check_species
+        from crystensor.data.graph import build_graph
+
+        if len(structure) == 0:
+            raise InputError("the structure has no sites")
+        check_species(structure.species)
+        f = self.featurization
+        graph = build_graph(
+            structure,
+            float(f["cutoff"]),
+            auto_extend=bool(f.get("auto_cutoff", False)),
+            max_cutoff=float(f.get("max_cutoff") or 10.0),
+        )
+        return graph_to_data(graph, self.dtype)
+
+    def raw_irreps(self, graphs: list[Any]) -> np.ndarray:
+        """Model output ``(len(graphs), kind.dim)`` for PyG ``Data`` graphs, float64."""
+        import torch
+        from torch_geometric.data import Batch
+
+        batch = Batch.from_data_list(graphs).to(self.device)
+        with torch.inference_mode():
+            irreps = self.model(batch)["irreps"]
+        return irreps.detach().to("cpu", torch.float64).numpy()
+
+    def predict_results(
+        self,
+        structures: StructureInput | Iterable[StructureInput],
+        *,
+        symmetrize: bool = True,
+        batch_size: int = 32,
+        symprec: float = 0.01,
+        angle_tolerance: float = 5.0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[Prediction]:
+        """One :class:`Prediction` per structure, in input order (see :func:`predict_results`)."""
+        if batch_size < 1:
+            raise InputError(f"batch size must be at least 1, got {batch_size}")
+        entries = read_inputs(structures)
+        results = [Prediction(name, self.target, self.kind) for name, _ in entries]
+        pending: list[tuple[int, Any]] = []
+        done = 0
+        for i, (_, item) in enumerate(entries):
+            if isinstance(item, InputError):
+                results[i].error = str(item)
+                done += 1
+                continue
+            results[i].structure = item
+            try:
+                pending.append((i, self.graph(item)))
+            except InputError as err:
+                results[i].error = str(err)
+                done += 1
+            if len(pending) == batch_size:
+                done += self._run(pending, results, symmetrize, symprec, angle_tolerance)
+                pending = []
+                if progress is not None:
+                    progress(done, len(entries))
+        if pending:
+            done += self._run(pending, results, symmetrize, symprec, angle_tolerance)
+        if progress is not None:
+            progress(len(entries), len(entries))
+        return results
+
+    def _run(self, pending, results, symmetrize, symprec, angle_tolerance) -> int:
+        from crystensor.tensors.harmonic import from_irreps
+
+        raw = from_irreps(self.raw_irreps([g for _, g in pending]), self.kind)
+        for (i, _), tensor in zip(pending, raw, strict=True):
+            _finish(results[i], tensor, symmetrize, symprec, angle_tolerance)
+        return len(pending)
+
+
+def _exact_index_symmetry(tensor: np.ndarray, kind: TensorKind) -> np.ndarray:
+    """``tensor`` with its index-symmetric copies made bit-for-bit equal (via the Voigt form)."""
+    v = kind.to_voigt(tensor)
+    if v.shape[0] == v.shape[-1]:  # 3x3 and 6x6: the (major) symmetry of the matrix itself
+        v = 0.5 * (v + v.T)
+    return kind.from_voigt(v) if kind.rank > 2 else v
+
+
+@contextlib.contextmanager
+def _named_warnings(name: str) -> Iterator[None]:
+    """Prefix what the tensor code logs while it handles one structure with that structure."""
+    prefix = name.replace("%", "%%")
+
+    def add_name(record: logging.LogRecord) -> bool:
+        record.msg = f"{prefix}: {record.msg}"
+        return True
+
+    loggers = [logging.getLogger(f"crystensor.tensors.{m}") for m in ("symmetry", "properties")]
+    for logger in loggers:
+        logger.addFilter(add_name)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(add_name)
+
+
+def _finish(
+    result: Prediction, raw: np.ndarray, symmetrize: bool, symprec: float, angle_tol: float
+) -> None:
+    """Symmetry, projection and derived properties of one raw prediction (in place)."""
+    with _named_warnings(result.name):
+        _symmetrize_and_derive(result, raw, symmetrize, symprec, angle_tol)
+
+
+def _symmetrize_and_derive(
+    result: Prediction, raw: np.ndarray, symmetrize: bool, symprec: float, angle_tol: float
+) -> None:
+    from crystensor.tensors import symmetry
+    from crystensor.tensors.analysis import derived_properties
+
+    if not np.all(np.isfinite(raw)):
+        result.error = "the model produced non-finite values for this structure"
+        return
+    kind = result.kind
+    raw = _exact_index_symmetry(raw, kind)
+    try:
+        group = symmetry.point_group_of(result.structure, symprec, angle_tol)
+    except ValueError as err:
+        result.error = str(err)
+        return
+    result.raw = raw
+    result.symmetrized = _exact_index_symmetry(symmetry.project_to_point_group(raw, group), kind)
+    result.symmetrize = symmetrize
+    result.point_group = group.symbol
+    result.crystal_system = group.crystal_system
+    result.space_group = group.space_group_symbol
+    result.space_group_number = group.space_group_number
+    result.symmetry_violation = symmetry.symmetry_violation(raw, group)
+    result.properties = derived_properties(result.tensor, kind)
+
+
+def load_predictor(
+    target: str | None = None,
+    model: str | os.PathLike | Checkpoint | Predictor | None = None,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+) -> Predictor:
+    """A :class:`Predictor` for ``model`` (a checkpoint path or object) or the shipped model.
+
+    Parameters
+    ----------
+    target : str, optional
+        ``"elastic"``, ``"dielectric"``, ``"dielectric-electronic"`` or ``"piezoelectric"``.
+        Picks the shipped model when ``model`` is None; otherwise it must be what ``model``
+        predicts (or None).
+    model : path, Checkpoint or Predictor, optional
+        A Predictor is used as it is (its device and dtype are kept).
+
+    Raises
+    ------
+    InputError
+        Neither ``target`` nor ``model``; no shipped model for ``target``; an unreadable
+        checkpoint; or a checkpoint for another target.
+    """
+    from crystensor.train.checkpoint import Checkpoint, load_checkpoint
+
+    if isinstance(model, Predictor):
+        predictor = model
+    else:
+        if model is None:
+            if target is None:
+                raise InputError("say which model to use: pass --target or --model CKPT")
+            from crystensor.pretrained import shipped_model
+
+            checkpoint, source = load_checkpoint(shipped_model(target)), f"shipped {target} model"
+        elif isinstance(model, Checkpoint):
+            checkpoint, source = model, "the given checkpoint"
+        else:
+            checkpoint, source = load_checkpoint(model), str(model)
+        predictor = Predictor(checkpoint, device=device, dtype=dtype, source=source)
+    if target is not None and target != predictor.target:
+        raise InputError(
+            f"{predictor.source} predicts {predictor.target!r}, not {target!r}; drop --target "
+            f"or pass a model trained for {target}"
+        )
+    return predictor
+
+
+def predict_results(
+    structures: StructureInput | Iterable[StructureInput],
+    target: str | None = None,
+    model: str | os.PathLike | Checkpoint | Predictor | None = None,
+    *,
+    symmetrize: bool = True,
+    device: str = "cpu",
+    batch_size: int = 32,
+    symprec: float = 0.01,
+    angle_tolerance: float = 5.0,
+    dtype: torch.dtype | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Prediction]:
+    """Predict a tensor for every structure; a structure that fails does not stop the others.
+
+    Parameters
+    ----------
+    structures : Structure, ase.Atoms, path, or an iterable of them
+        Paths may be files (POSCAR/CONTCAR, CIF, extended XYZ with many frames, vasprun.xml,
+        anything pymatgen or ASE reads), directories of such files, or ``-`` (a POSCAR on
+        standard input).
+    target, model
+        See :func:`load_predictor`; the shipped model for ``target`` unless ``model`` is given.
+    symmetrize : bool
+        Report the tensor projected onto the point group (default) or the raw network output.
+        Both are kept in each :class:`Prediction`.
+    device : str
+        ``"cpu"``, ``"cuda"``, ``"auto"``, ...
+    batch_size : int
+        Structures per forward pass.
+    symprec, angle_tolerance : float
+        spglib tolerances (Angstrom, degrees) for the point group.
+    dtype : torch.dtype, optional
+        Of the model and graphs; float32 by default.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each batch.
+
+    Returns
+    -------
+    list of Prediction
+        In input order; check ``.error`` (``.ok``) of each.
+
+    Raises
+    ------
+    InputError
+        Only for problems with the model (see :func:`load_predictor`) or the options.
+    """
+    predictor = load_predictor(target, model, device=device, dtype=dtype)
+    return predictor.predict_results(
+        structures,
+        symmetrize=symmetrize,
+        batch_size=batch_size,
+        symprec=symprec,
+        angle_tolerance=angle_tolerance,
+        progress=progress,
+    )
+
+
+def predict(
+    structures: StructureInput | Iterable[StructureInput],
+    target: str | None = None,
+    model: str | os.PathLike | Checkpoint | Predictor | None = None,
+    *,
+    symmetrize: bool = True,
+    device: str = "cpu",
+    batch_size: int = 32,
+    symprec: float = 0.01,
+    angle_tolerance: float = 5.0,
+    dtype: torch.dtype | None = None,
+) -> Any:
+    """Predicted tensors as pymatgen objects, in the Cartesian frame of each structure.
+
+    ``ElasticTensor`` (GPa) for ``elastic``, ``PiezoTensor`` (stress constants, C/m^2) for
+    ``piezoelectric``, ``Tensor`` (relative permittivity) for the dielectric targets. The
+    arguments are those of :func:`predict_results`.
+
+    Returns
+    -------
+    one tensor for one Structure / Atoms, else a list in input order
+
+    Raises
+    ------
+    InputError
+        If any structure could not be predicted (naming each and the reason); use
+        :func:`predict_results` to keep the others.
+    """
+    results = predict_results(
+        structures,
+        target,
+        model,
+        symmetrize=symmetrize,
+        device=device,
+        batch_size=batch_size,
+        symprec=symprec,
+        angle_tolerance=angle_tolerance,
+        dtype=dtype,
+    )
+    failed = [r for r in results if not r.ok]
+    if failed:
+        reasons = "; ".join(f"{r.name}: {r.error}" for r in failed)
+        raise InputError(f"could not predict {len(failed)} of {len(results)} structures: {reasons}")
+    tensors = [r.to_pymatgen() for r in results]
+    return tensors[0] if _is_single(structures) else tensors
+
+
+# -- model cards ------------------------------------------------------------------------------
+
+
+def model_info(
+    target: str | None = None, model: str | os.PathLike | Checkpoint | None = None
+) -> dict[str, Any]:
+    """What a model is: the model card of a shipped model and its checkpoint's contents.
+
+    Returns
+    -------
+    dict
+        ``source``, ``target``, ``kind``, ``units``, ``irreps``, ``arch``, ``parameters``,
+        ``featurization``, ``split`` (counts), ``metrics``, ``versions``, ``meta``, ``config``,
+        ``epoch`` and ``card`` (the shipped Markdown model card, or None).
+    """
+    predictor = load_predictor(target, model)
+    checkpoint = predictor.checkpoint
+    card = None
+    if model is None:
+        from crystensor.pretrained import model_card
+
+        card = model_card(predictor.target)
+    kind = predictor.kind
+    return {
+        "source": predictor.source,
+        "target": checkpoint.target,
+        "kind": kind.name,
+        "units": kind.units,
+        "irreps": kind.irreps,
+        "arch": checkpoint.arch,
+        "parameters": sum(p.numel() for p in predictor.model.parameters()),
+        "featurization": dict(checkpoint.featurization),
+        "split": {name: len(ids) for name, ids in checkpoint.split.items()},
+        "metrics": checkpoint.metrics,
+        "versions": dict(checkpoint.versions),
+        "meta": dict(checkpoint.meta),
+        "config": dict(checkpoint.config),
+        "epoch": checkpoint.training.get("epoch"),
+        "card": card,
+    }
+
+
+class _CallableModule(types.ModuleType):
+    """Makes ``crystensor.predict(...)`` work after ``import crystensor.predict``.
+
+    Importing this module binds the package attribute ``crystensor.predict`` to the module
+    (shadowing the function that ``crystensor.__getattr__`` hands out), so the module itself
+    forwards calls to :func:`predict`.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return predict(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,350 @@
+"""The prediction API: symmetry projection, equivariance, inputs, failures, shipped models.
+
+The models are untrained ``small`` presets saved as checkpoints in a temporary folder
+(``make_checkpoint``, shared with the CLI tests): the numbers are meaningless, the symmetry and
+the equivariance are exact whatever the weights.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase.io import write as ase_write
+from pymatgen.analysis.elasticity import ElasticTensor
+from pymatgen.analysis.piezo import PiezoTensor
+from pymatgen.core import Lattice, Structure
+from pymatgen.core.tensors import Tensor
+from pymatgen.io.ase import AseAtomsAdaptor
+
+import crystensor
+from crystensor import pretrained
+from crystensor.data import elements
+from crystensor.data.dataset import GraphDataset
+from crystensor.data.featurize import featurize
+from crystensor.errors import InputError
+from crystensor.models import build_model, preset
+from crystensor.predict import Predictor, load_predictor, model_info, predict_results, read_inputs
+from crystensor.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from tests.data.test_featurize import write_test_records
+from tests.helpers import (
+    STRUCTURES,
+    americium,
+    float64_one_thread,
+    isolated_cs,
+    nacl,
+    random_orthogonal,
+    rotate,
+    silicon,
+    triclinic,
+    zno_wurtzite,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples" / "structures"
+FEATURIZATION = {
+    "cutoff": 5.0,
+    "auto_cutoff": False,
+    "max_cutoff": 10.0,
+    "feature_set": elements.FEATURE_SET,
+    "feature_dim": elements.FEATURE_DIM,
+    "feature_table_sha256": elements.feature_table_sha256(),
+}
+
+
+def make_checkpoint(path: Path, target: str = "elastic", arch: str = "segnn", **fields) -> Path:
+    """An untrained ``small``-preset model for ``target`` saved as a checkpoint at ``path``."""
+    torch.manual_seed(7)
+    model = build_model(
+        preset(arch, "small", num_node_features=elements.FEATURE_DIM, target=target)
+    )
+    fields = {
+        "split": {"train": ["a", "b", "c"], "val": ["d"], "test": ["e"]},
+        "meta": {"note": "untrained test model"},
+        **fields,
+    }
+    return save_checkpoint(Checkpoint.from_model(model, FEATURIZATION, **fields), path)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("models")
+    return {
+        target: make_checkpoint(folder / f"{target}.pt", target)
+        for target in ("elastic", "piezoelectric", "dielectric-electronic")
+    }
+
+
+@pytest.fixture(scope="module")
+def predictors(checkpoints) -> dict[str, Predictor]:
+    return {target: load_predictor(model=path) for target, path in checkpoints.items()}
+
+
+def rattled(structure: Structure, amplitude: float = 2e-3, seed: int = 0) -> Structure:
+    """``structure`` with every atom moved by up to ``amplitude`` A (well within symprec)."""
+    rng = np.random.default_rng(seed)
+    moved = structure.copy()
+    for i in range(len(moved)):
+        moved.translate_sites([i], rng.uniform(-amplitude, amplitude, 3), frac_coords=False)
+    return moved
+
+
+def rotated(structure: Structure, rot: np.ndarray) -> Structure:
+    """The same crystal turned by ``rot`` (x -> rot x): lattice rows rotated, same fractions."""
+    return Structure(
+        Lattice(structure.lattice.matrix @ rot.T), structure.species, structure.frac_coords
+    )
+
+
+# -- symmetry ---------------------------------------------------------------------------------
+
+
+def conventional(structure: Structure) -> Structure:
+    """The conventional cell, its axes along x, y, z (so the Voigt pattern is the textbook one)."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    return SpacegroupAnalyzer(structure).get_conventional_standard_structure()
+
+
+@pytest.mark.parametrize("build", [silicon, nacl])
+def test_cubic_elastic_and_dielectric_are_exactly_cubic(predictors, build):
+    structure = rattled(conventional(build()))
+    (c,) = predictors["elastic"].predict_results([structure])
+    assert c.ok and c.point_group == "m-3m" and c.crystal_system == "cubic"
+    v = c.voigt
+    assert v[0, 0] == v[1, 1] == v[2, 2] != 0
+    assert v[0, 1] == v[0, 2] == v[1, 2] == v[1, 0] == v[2, 0] == v[2, 1]
+    assert v[3, 3] == v[4, 4] == v[5, 5]
+    mask = np.ones((6, 6), bool)
+    mask[:3, :3] = False
+    mask[[3, 4, 5], [3, 4, 5]] = False
+    assert np.all(v[mask] == 0.0)
+    assert np.all(c.tensor == c.tensor.transpose(1, 0, 2, 3))
+    assert np.all(c.tensor == c.tensor.transpose(2, 3, 0, 1))
+    # the rattled structure makes the raw output break the symmetry a little
+    assert 0 < c.symmetry_violation < 0.5 and not np.array_equal(c.raw, c.symmetrized)
+
+    (eps,) = predictors["dielectric-electronic"].predict_results([structure])
+    e = eps.tensor
+    assert e[0, 0] == e[1, 1] == e[2, 2] and np.all(e[~np.eye(3, dtype=bool)] == 0.0)
+    assert eps.properties["eigenvalues"] == pytest.approx([e[0, 0]] * 3)
+
+    (piezo,) = predictors["piezoelectric"].predict_results([structure])
+    assert np.all(piezo.tensor == 0.0)  # centrosymmetric: no piezoelectricity
+    assert piezo.properties["eij_max"] == 0.0
+
+
+def test_wurtzite_has_the_6mm_pattern(predictors):
+    structure = rattled(zno_wurtzite())
+    (c,) = predictors["elastic"].predict_results([structure])
+    assert c.point_group == "6mm" and c.crystal_system == "hexagonal"
+    assert c.space_group_number == 186
+    v = c.voigt
+    assert v[0, 0] == v[1, 1] and v[0, 2] == v[1, 2] and v[3, 3] == v[4, 4]
+    assert v[5, 5] == pytest.approx((v[0, 0] - v[0, 1]) / 2, rel=1e-12, abs=1e-15)
+    zero = [(0, 3), (0, 4), (0, 5), (1, 3), (1, 4), (1, 5), (2, 3), (2, 4), (2, 5), (3, 4)]
+    zero += [(3, 5), (4, 5)]
+    assert all(v[i, j] == 0.0 and v[j, i] == 0.0 for i, j in zero)
+
+    (piezo,) = predictors["piezoelectric"].predict_results([structure])
+    e = piezo.voigt  # 6mm: e15 = e24, e31 = e32, e33; everything else vanishes
+    assert e[0, 4] == e[1, 3] and e[2, 0] == e[2, 1]
+    nonzero = {(0, 4), (1, 3), (2, 0), (2, 1), (2, 2)}
+    assert all(e[i, j] == 0.0 for i in range(3) for j in range(6) if (i, j) not in nonzero)
+    assert piezo.properties["eij_max"] > 0
+
+    (eps,) = predictors["dielectric-electronic"].predict_results([structure])
+    assert eps.tensor[0, 0] == eps.tensor[1, 1] and eps.tensor[0, 1] == 0.0
+
+
+def test_no_symmetrize_reports_the_raw_output(predictors):
+    structure = rattled(conventional(silicon()))
+    (raw,) = predictors["elastic"].predict_results([structure], symmetrize=False)
+    (sym,) = predictors["elastic"].predict_results([structure])
+    assert not raw.symmetrize and raw.point_group == "m-3m" and raw.crystal_system == "cubic"
+    np.testing.assert_array_equal(raw.tensor, sym.raw)
+    assert raw.voigt[0, 3] != 0.0 and sym.voigt[0, 3] == 0.0
+    assert raw.properties["k_vrh"] != sym.properties["k_vrh"]
+
+
+def test_triclinic_keeps_every_component(predictors):
+    (c,) = predictors["elastic"].predict_results([triclinic()])
+    assert c.point_group == "1" and c.crystal_system == "triclinic"
+    np.testing.assert_allclose(c.symmetrized, c.raw, rtol=1e-12, atol=1e-15)
+    assert np.count_nonzero(c.voigt) == 36
+
+
+# -- equivariance -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["elastic", "piezoelectric"])
+def test_rotating_the_structure_rotates_the_prediction(checkpoints, rng, target):
+    with float64_one_thread():
+        predictor = load_predictor(model=checkpoints[target], dtype=torch.float64)
+        structures = [zno_wurtzite(), triclinic()]
+        rots = [random_orthogonal(rng, proper=True) for _ in structures]
+        turned = [rotated(s, r) for s, r in zip(structures, rots, strict=True)]
+        before = predictor.predict_results(structures)
+        after = predictor.predict_results(turned)
+    for a, b, rot in zip(before, after, rots, strict=True):
+        assert a.point_group == b.point_group
+        scale = np.abs(a.raw).max()
+        np.testing.assert_allclose(b.raw, rotate(a.raw, rot), atol=1e-10 * scale)
+        np.testing.assert_allclose(b.symmetrized, rotate(a.symmetrized, rot), atol=1e-9 * scale)
+        for key in ("k_vrh", "g_vrh", "eij_max"):
+            if key in a.properties:
+                assert b.properties[key] == pytest.approx(a.properties[key], rel=1e-6)
+
+
+def test_batching_does_not_change_the_predictions(predictors):
+    structures = [s() for s in STRUCTURES.values()]
+    one = predictors["elastic"].predict_results(structures, batch_size=1)
+    all_ = predictors["elastic"].predict_results(structures, batch_size=8)
+    for a, b in zip(one, all_, strict=True):
+        np.testing.assert_allclose(a.raw, b.raw, rtol=1e-4, atol=1e-6 * np.abs(a.raw).max())
+
+
+def test_the_graph_is_the_training_graph(tmp_path, predictors):
+    """A structure predicted is fed to the model exactly as featurize + GraphDataset feed it."""
+    write_test_records(tmp_path / "r.jsonl", "elastic")
+    featurize(tmp_path / "r.jsonl", "elastic", tmp_path / "g.h5")
+    dataset = GraphDataset(tmp_path / "g.h5")
+    for i, build in enumerate(STRUCTURES.values()):
+        stored, built = dataset[i], predictors["elastic"].graph(build())
+        for name in ("x", "pos", "cell", "edge_index", "edge_shift", "z"):
+            assert torch.equal(getattr(stored, name), getattr(built, name)), name
+
+
+# -- inputs and outputs -----------------------------------------------------------------------
+
+
+def test_pymatgen_objects_and_the_lazy_top_level_function(checkpoints):
+    structure = zno_wurtzite()
+    c = crystensor.predict(structure, model=checkpoints["elastic"])
+    assert isinstance(c, ElasticTensor) and c.voigt.shape == (6, 6)
+    e = crystensor.predict([structure, nacl()], model=checkpoints["piezoelectric"])
+    assert [type(t) for t in e] == [PiezoTensor, PiezoTensor] and e[0].voigt.shape == (3, 6)
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    eps = crystensor.predict(atoms, "dielectric-electronic", checkpoints["dielectric-electronic"])
+    assert type(eps) is Tensor and eps.shape == (3, 3)
+    results = crystensor.predict_results([structure], model=checkpoints["elastic"])
+    np.testing.assert_allclose(results[0].voigt, c.voigt, rtol=1e-5, atol=1e-9)
+
+
+def test_import_crystensor_does_not_import_torch():
+    code = (
+        "import sys, crystensor; "
+        "print(sorted(m for m in ('numpy', 'torch', 'pymatgen', 'e3nn') if m in sys.modules)); "
+        "from crystensor import predict; print(callable(predict), 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "True False"]
+
+
+def test_read_inputs_files_frames_directories_and_stdin(tmp_path, monkeypatch):
+    frames = [AseAtomsAdaptor.get_atoms(s()) for s in (nacl, silicon, zno_wurtzite)]
+    ase_write(tmp_path / "frames.extxyz", frames, format="extxyz")
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    for name in ("Si-mp-149.POSCAR", "NaCl-mp-22862.POSCAR"):
+        (folder / name).write_text((EXAMPLES / name).read_text())
+    (folder / "notes.txt").write_text("not a structure")
+    monkeypatch.setattr("sys.stdin", io.StringIO((EXAMPLES / "ZnO-mp-2133.POSCAR").read_text()))
+    entries = read_inputs([tmp_path / "frames.extxyz", folder, "-", silicon()])
+    names = [name for name, _ in entries]
+    assert names == [
+        f"{tmp_path / 'frames.extxyz'}[0]",
+        f"{tmp_path / 'frames.extxyz'}[1]",
+        f"{tmp_path / 'frames.extxyz'}[2]",
+        str(folder / "NaCl-mp-22862.POSCAR"),
+        str(folder / "Si-mp-149.POSCAR"),
+        "stdin",
+        "Si",
+    ]
+    formulas = [s.composition.reduced_formula for _, s in entries]
+    assert formulas == ["NaCl", "Si", "ZnO", "NaCl", "Si", "ZnO", "Si"]
+
+
+def test_failures_are_per_structure(tmp_path, predictors):
+    bad = tmp_path / "bad.cif"
+    bad.write_text("data_x\n_cell_length_a oops\n")
+    structures = [americium(), zno_wurtzite(), isolated_cs(), bad, tmp_path / "missing.vasp"]
+    results = predictors["elastic"].predict_results(structures)
+    assert [r.ok for r in results] == [False, True, False, False, False]
+    assert "unsupported element(s) Am" in results[0].error
+    assert "no neighbour within 5 A" in results[2].error
+    assert "bad.cif" in results[3].error and "does not exist" in results[4].error
+    assert results[0].as_dict() == {"source": "Am", "target": "elastic", "error": results[0].error}
+    with pytest.raises(InputError, match="could not predict 1 of 2 structures: Am: unsupported"):
+        crystensor.predict([americium(), nacl()], model=predictors["elastic"])
+
+
+def test_as_dict_is_json_for_decompose(predictors):
+    from crystensor.io.tensors import parse_tensor_json
+
+    results = predictors["piezoelectric"].predict_results([zno_wurtzite(), triclinic()])
+    (first, second) = parse_tensor_json({"results": [r.as_dict() for r in results]})
+    assert first.kind.name == "piezoelectric" and first.label == "ZnO"
+    np.testing.assert_array_equal(first.tensor, results[0].symmetrized)
+    np.testing.assert_array_equal(second.tensor, results[1].symmetrized)
+
+
+# -- models -----------------------------------------------------------------------------------
+
+
+def test_missing_shipped_model_and_shipped_model_registry(tmp_path, monkeypatch, checkpoints):
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
+    message = "no shipped model for target elastic yet; pass --model CKPT"
+    with pytest.raises(InputError, match=message):
+        predict_results([nacl()], target="elastic")
+    with pytest.raises(InputError, match="say which model"):
+        load_predictor()
+    assert pretrained.available() == {} and pretrained.model_card("elastic") is None
+
+    (tmp_path / "elastic.pt").write_bytes(checkpoints["elastic"].read_bytes())
+    (tmp_path / "elastic.md").write_text("# Elastic model\n\nTrained on nothing.\n")
+    assert pretrained.shipped_model("elastic") == tmp_path / "elastic.pt"
+    (result,) = predict_results([nacl()], target="elastic")
+    assert result.ok
+    info = model_info("elastic")
+    assert info["source"] == "shipped elastic model" and info["card"].startswith("# Elastic")
+    assert info["split"] == {"train": 3, "val": 1, "test": 1} and info["arch"] == "segnn"
+    assert info["parameters"] > 0 and info["featurization"]["cutoff"] == 5.0
+
+
+def test_model_target_and_featurization_are_checked(tmp_path, checkpoints):
+    with pytest.raises(InputError, match="predicts 'elastic', not 'piezoelectric'"):
+        load_predictor("piezoelectric", checkpoints["elastic"])
+    checkpoint = load_checkpoint(checkpoints["elastic"])
+    checkpoint.featurization = {**checkpoint.featurization, "feature_set": "other-v9"}
+    with pytest.raises(InputError, match="atom features 'other-v9'"):
+        Predictor(checkpoint)
+    scalar = make_checkpoint(tmp_path / "gap.pt", "band-gap")
+    with pytest.raises(InputError, match="predicts the scalar 'band-gap'"):
+        load_predictor(model=scalar)
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    with pytest.raises(InputError, match=r"junk\.pt is not a readable checkpoint"):
+        load_predictor(model=tmp_path / "junk.pt")
+
+
+def test_example_structures_have_the_documented_symmetry(predictors):
+    expected = {
+        "Si-mp-149": "m-3m",
+        "NaCl-mp-22862": "m-3m",
+        "ZnO-mp-2133": "6mm",
+        "SiO2-mp-7000": "32",
+        "BaTiO3-mp-5986": "4mm",
+        "ZrO2-mp-2858": "2/m",
+        "PI2-mp-29443": "-1",
+    }
+    results = predictors["piezoelectric"].predict_results(EXAMPLES)
+    found = {Path(r.name).name.removesuffix(".POSCAR"): r.point_group for r in results}
+    assert found == expected
+    by_name = {Path(r.name).name: r for r in results}
+    assert by_name["BaTiO3-mp-5986.POSCAR"].properties["eij_max"] > 0
+    assert np.all(by_name["ZrO2-mp-2858.POSCAR"].tensor == 0.0)  # 2/m is centrosymmetric
