@@ -153,4 +153,5 @@ def summarise(result: RunResult, quiet: bool) -> None:
     console.print(
         f"model: {final / 'best.pt'}\nmetrics: {final / 'metrics.json'}\nplots in {final}: {plots}",
         highlight=False,
+        soft_wrap=True,  # paths stay whole, for scripts that grep them
     )
