@@ -87,7 +87,11 @@ def run_json(*args: str, input: str | None = None, code: int = 0) -> dict:
     return json.loads(result.stdout)
 
 
-def test_tables_for_the_example_structures(model):
+def test_tables_for_the_example_structures(model, monkeypatch):
+    from crystensor.cli import common
+
+    # wide enough that no cell wraps, whatever the length of the checkout's path
+    monkeypatch.setattr(common.console, "_width", 250)
     result = run(str(SI), str(ZNO), "--model", str(model))
     assert result.exit_code == 0, result.output
     out = result.stdout
