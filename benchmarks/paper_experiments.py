@@ -314,9 +314,10 @@ def settings_mismatch(stage: Stage) -> list[str]:
     if Path(final.get("data", "")) != stage.store.resolve():
         problems.append(f"store {final.get('data')} (want {stage.store.resolve()})")
     train = final.get("train", {})
+    recorded_config = {**TrainConfig().to_dict(), **train}  # settings added since: defaults
     for key, want in stage.config.to_dict().items():
-        if train.get(key) != want:
-            problems.append(f"{key} {train.get(key)!r} (want {want!r})")
+        if recorded_config.get(key) != want:
+            problems.append(f"{key} {recorded_config.get(key)!r} (want {want!r})")
     return problems
 
 

@@ -91,6 +91,15 @@ LossSpace = Annotated[
         rich_help_panel=_T,
     ),
 ]
+LossFunction = Annotated[
+    str | None,
+    typer.Option(
+        "--loss-function",
+        help="mse, huber (robust to heavy-tailed targets) or l1.",
+        show_default="mse",
+        rich_help_panel=_T,
+    ),
+]
 ClipGrad = Annotated[
     float | None,
     typer.Option(

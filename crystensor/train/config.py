@@ -12,10 +12,18 @@ from typing import Any
 
 from crystensor.errors import InputError
 
-__all__ = ["FREEZE_CHOICES", "LOSS_SPACES", "SCHEDULES", "TrainConfig", "train_config_from_dict"]
+__all__ = [
+    "FREEZE_CHOICES",
+    "LOSS_FUNCTIONS",
+    "LOSS_SPACES",
+    "SCHEDULES",
+    "TrainConfig",
+    "train_config_from_dict",
+]
 
 SCHEDULES = ("cosine", "plateau", "constant")
 LOSS_SPACES = ("irreps", "cartesian")
+LOSS_FUNCTIONS = ("mse", "huber", "l1")
 FREEZE_CHOICES = ("none", "embedding", "interactions")
 
 
@@ -42,8 +50,11 @@ class TrainConfig:
     min_lr : float
         Floor of the cosine and plateau schedules.
     loss : {"irreps", "cartesian"}
-        Mean squared error on the irreps normalised per part, or on the Cartesian components
-        divided by their training-set RMS.
+        Compare the irreps normalised per part, or the Cartesian components divided by their
+        training-set RMS.
+    loss_function : {"mse", "huber", "l1"}
+        Squared error, Huber (quadratic within one normalised unit, linear beyond: robust to
+        the heavy-tailed targets), or absolute error.
     clip_grad : float
         Clip the global gradient norm to this value; 0 disables.
     patience : int
@@ -67,6 +78,7 @@ class TrainConfig:
     schedule: str = "cosine"
     min_lr: float = 1e-5
     loss: str = "irreps"
+    loss_function: str = "mse"
     clip_grad: float = 10.0
     patience: int = 40
     seed: int = 0
@@ -93,6 +105,11 @@ class TrainConfig:
             (
                 self.loss in LOSS_SPACES,
                 f"--loss must be one of {', '.join(LOSS_SPACES)}, got {self.loss!r}",
+            ),
+            (
+                self.loss_function in LOSS_FUNCTIONS,
+                f"--loss-function must be one of {', '.join(LOSS_FUNCTIONS)}, got "
+                f"{self.loss_function!r}",
             ),
             (self.clip_grad >= 0, f"--clip-grad must be >= 0, got {self.clip_grad}"),
             (self.patience >= 0, f"--patience must be >= 0, got {self.patience}"),

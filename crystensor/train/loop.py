@@ -281,7 +281,7 @@ def fit(
     frozen = _freeze(model, config.freeze)
     if frozen:
         log.info("%s: frozen backbone parts: %s", stage, ", ".join(frozen))
-    loss_fn = loss_function(config.loss, normalization, kind)
+    loss_fn = loss_function(config.loss, normalization, kind, config.loss_function)
     optimizer = torch.optim.AdamW(
         _param_groups(model, config, transferred), lr=config.lr, weight_decay=config.weight_decay
     )

@@ -14,12 +14,12 @@ targets of unit size. The statistics come from the training split only:
 A non-scalar part gets no shift (a constant vector or tensor would break equivariance) and one
 scale for its ``2l+1`` components (a per-component scale would too).
 
-Losses, both mean squared errors:
+Losses, the mean of ``f`` (squared error, Huber or absolute error) over normalised errors:
 
-* ``irreps``: :math:`\frac{1}{n D}\sum_{i,k} \big((\hat y_{ik} - y_{ik}) / \text{scale}_k\big)^2`
+* ``irreps``: :math:`\frac{1}{n D}\sum_{i,k} f\big((\hat y_{ik} - y_{ik}) / \text{scale}_k\big)`
   — every part counts equally whatever its units or size;
-* ``cartesian``: :math:`\frac{1}{n 3^r}\sum_i \lVert \hat T_i - T_i \rVert_F^2 / s^2` with ``s``
-  the RMS of the training Cartesian components.
+* ``cartesian``: :math:`\frac{1}{n 3^r}\sum_{i,a} f\big((\hat T_{ia} - T_{ia}) / s\big)` with
+  ``s`` the RMS of the training Cartesian components.
 """
 
 from __future__ import annotations
@@ -97,27 +97,40 @@ def target_normalization(
     return Normalization(tuple(scales), tuple(shifts), rms if rms > 1e-12 else 1.0)
 
 
-def loss_function(space: str, normalization: Normalization, kind: TensorKind):
-    """``loss(output, batch) -> scalar tensor`` for ``space`` ``"irreps"`` or ``"cartesian"``.
+_ELEMENTWISE = {
+    "mse": lambda d: d.pow(2),
+    "huber": lambda d: torch.nn.functional.huber_loss(d, torch.zeros_like(d), reduction="none"),
+    "l1": torch.abs,
+}
 
-    ``output`` is the model's dict; ``batch`` carries ``y (B, dim)`` and ``y_cartesian``.
-    A scalar kind has no Cartesian form beyond its single irrep, so both spaces coincide.
+
+def loss_function(
+    space: str, normalization: Normalization, kind: TensorKind, function: str = "mse"
+):
+    """``loss(output, batch) -> scalar tensor``: mean of ``function`` over normalised errors.
+
+    ``space`` is ``"irreps"`` or ``"cartesian"``; ``function`` is ``"mse"``, ``"huber"``
+    (delta 1 normalised unit) or ``"l1"``. ``output`` is the model's dict; ``batch`` carries
+    ``y (B, dim)`` and ``y_cartesian``. A scalar kind has no Cartesian form beyond its single
+    irrep, so both spaces coincide.
     """
+    if function not in _ELEMENTWISE:
+        raise ValueError(f"unknown loss function {function!r}; choose {', '.join(_ELEMENTWISE)}")
+    if space not in ("irreps", "cartesian"):
+        raise ValueError(f"unknown loss space {space!r}; choose irreps or cartesian")
+    elementwise = _ELEMENTWISE[function]
     if space == "cartesian" and kind.rank > 0:
         inv = 1.0 / normalization.cartesian_rms
 
         def cartesian_loss(output, batch):
-            diff = (output["cartesian"] - batch.y_cartesian) * inv
-            return diff.pow(2).mean()
+            return elementwise((output["cartesian"] - batch.y_cartesian) * inv).mean()
 
         return cartesian_loss
-    if space not in ("irreps", "cartesian"):
-        raise ValueError(f"unknown loss space {space!r}; choose irreps or cartesian")
     inv_scale = torch.as_tensor(1.0 / normalization.component_scale(kind))
 
     def irreps_loss(output, batch):
         pred = output["irreps"]
         weight = inv_scale.to(device=pred.device, dtype=pred.dtype)
-        return ((pred - batch.y) * weight).pow(2).mean()
+        return elementwise((pred - batch.y) * weight).mean()
 
     return irreps_loss

@@ -33,7 +33,8 @@ def test_train_pretrain_then_finetune(stores, tmp_path):
         "train", "-d", stores["elastic"], "-o", out, "--arch", "seconv", *FAST,
         "--epochs", "2", "--pretrain", "bandgap", "--pretrain-data", stores["band-gap"],
         "--pretrain-epochs", "1", "--channels", "6", "-R", "1", "--pooling", "max",
-        "--loss", "cartesian", "--schedule", "plateau", "--seed", "7",
+        "--loss", "cartesian", "--loss-function", "huber", "--schedule", "plateau",
+        "--seed", "7",
     )  # fmt: skip
     assert done.exit_code == 0, done.output
     assert "pretrain epoch 1/1" in done.output and "train epoch 2/2" in done.output
@@ -42,6 +43,7 @@ def test_train_pretrain_then_finetune(stores, tmp_path):
     assert best.config["channels"] == 6 and best.config["num_interactions"] == 1
     assert best.config["pooling"] == "max" and best.config["cutoff"] == 4.0
     assert best.training["train_config"]["loss"] == "cartesian"
+    assert best.training["train_config"]["loss_function"] == "huber"
     assert json.loads((out / "run.json").read_text())["stages"][0]["name"] == "pretrain"
 
     tuned = tmp_path / "tuned"
@@ -76,6 +78,7 @@ def test_resume_continues_and_refuses_new_settings(stores, tmp_path):
         (["--preset", "huge"], "--preset must be one of small, default"),
         (["--schedule", "linear"], "--schedule must be one of cosine, plateau, constant"),
         (["--loss", "l1"], "--loss must be one of irreps, cartesian"),
+        (["--loss-function", "l2"], "--loss-function must be one of mse, huber, l1"),
         (["--lmax", "5"], "need 0 <= lmax <= lmax_out"),
         (["--pretrain", "bandgap"], "needs --pretrain-data"),
         (["--device", "tpu"], "--device must be auto, cpu or cuda"),

@@ -213,8 +213,15 @@ def test_the_normalised_loss_is_zero_at_the_target_and_one_at_the_mean():
     batch = Batch()
     batch.y, batch.y_cartesian = torch.tensor(y), torch.tensor(cart)
     for space in ("irreps", "cartesian"):
-        loss = loss_function(space, norm, kind)
-        assert float(loss({"irreps": batch.y, "cartesian": batch.y_cartesian}, batch)) == 0.0
+        for function in ("mse", "huber", "l1"):
+            loss = loss_function(space, norm, kind, function)
+            exact = {"irreps": batch.y, "cartesian": batch.y_cartesian}
+            assert float(loss(exact, batch)) == 0.0
+    # an error of 3 normalised units in every component: 9 (mse), 2.5 (huber), 3 (l1)
+    off = {"irreps": batch.y + 3.0 * torch.tensor(norm.component_scale(kind))}
+    for function, value in (("mse", 9.0), ("huber", 2.5), ("l1", 3.0)):
+        loss = loss_function("irreps", norm, kind, function)
+        assert float(loss(off, batch)) == pytest.approx(value, rel=1e-9)
     mean = torch.zeros_like(batch.y)
     mean[:, 0], mean[:, 1] = norm.shift[0], norm.shift[1]
     loss = loss_function("irreps", norm, kind)
