@@ -28,10 +28,10 @@ def featurize(
         list[Path],
         typer.Argument(
             help=(
-                "The record file (JSON Lines from 'crystensor fetch', .gz allowed); with "
-                "--merge, the graph stores to combine."
+                "The record file(s) (JSON Lines from 'crystensor fetch', .gz allowed), combined "
+                "in the order given (see --dedupe); with --merge, the graph stores to combine."
             ),
-            metavar="RECORDS | STORES...",
+            metavar="RECORDS | STORES",
             show_default=False,
         ),
     ],
@@ -77,7 +77,23 @@ def featurize(
         typer.Option(
             "--shard",
             metavar="I/N",
-            help="Build only slice I of N (0 <= I < N) of the records; combine with --merge.",
+            help=(
+                "Build only slice I of N (0 <= I < N) of the records of one file; combine with "
+                "--merge."
+            ),
+        ),
+    ] = None,
+    dedupe: Annotated[
+        str | None,
+        typer.Option(
+            "--dedupe",
+            metavar="id|structure",
+            help=(
+                "Which later records are duplicates of earlier ones: 'id' (same id) or "
+                "'structure' (also the same crystal: reduced formula, space group and a pymatgen "
+                "StructureMatcher fit; for sources without shared ids). The first copy is kept."
+            ),
+            show_default="id",
         ),
     ] = None,
     merge: Annotated[
@@ -100,9 +116,11 @@ def featurize(
 
     Each structure becomes a periodic radius graph with the paper's atom features, and its
     target is stored as the full Cartesian tensor and as irreps, with a 70/15/15 split by
-    material id. Records that cannot be used (isolated atom, unsupported element, bad value,
-    ...) are listed and written to STORE.rejects.jsonl; the exit code is 0 when at least one
-    graph was written and 2 when every record was rejected or an input is bad.
+    material id. Several record files of one property are combined into one store, earlier
+    files first; later duplicates are rejected (--dedupe). Records that cannot be used
+    (isolated atom, unsupported element, bad value, duplicate, ...) are listed and written to
+    STORE.rejects.jsonl; the exit code is 0 when at least one graph was written and 2 when
+    every record was rejected or an input is bad.
     """
     from crystensor.data.featurize import featurize as run_featurize
     from crystensor.data.featurize import merge_stores
@@ -117,6 +135,7 @@ def featurize(
                 max_cutoff=max_cutoff,
                 workers=workers,
                 shard=shard,
+                dedupe=dedupe,
                 split_seed=split_seed,
                 store_features=store_features or None,
             )
@@ -127,14 +146,10 @@ def featurize(
                     GraphStore(path).check(target=target)
             report = merge_stores(inputs, output, progress=update)
         else:
-            if len(inputs) != 1:
-                raise InputError(
-                    f"give one record file, not {len(inputs)}; to combine stores use --merge"
-                )
             if target is None:
                 raise InputError("give the records' property with --target, e.g. -t elastic")
             report = run_featurize(
-                inputs[0],
+                inputs,
                 target,
                 output,
                 cutoff=5.0 if cutoff is None else cutoff,
@@ -142,6 +157,7 @@ def featurize(
                 max_cutoff=max_cutoff,
                 workers=workers or 1,
                 shard=_parse_shard(shard),
+                dedupe=dedupe or "id",
                 progress=update,
                 split_seed=split_seed or 0,
                 store_node_features=store_features,
@@ -218,6 +234,8 @@ def _render(report: FeaturizeReport, merged: bool) -> None:
     if report.auto_cutoff:
         cutoff += f", auto (extended for {report.extended})"
     table.add_row("cutoff", cutoff)
+    if not merged:
+        table.add_row("dedupe", f"by {report.dedupe}, first copy kept")
     table.add_row("graphs", f"{report.graphs} of {report.records}")
     counts = report.rejection_counts()
     table.add_row(
@@ -244,11 +262,13 @@ def _render(report: FeaturizeReport, merged: bool) -> None:
 def _render_rejections(report: FeaturizeReport) -> None:
     from rich.table import Table
 
+    several = len(report.inputs) > 1  # record files, or stores merged: name each one's file
     table = Table(title="Rejected records", title_justify="left")
-    for column in ("#", "id", "code", "reason"):
+    for column in ("file", "#", "id", "code", "reason")[0 if several else 1 :]:
         table.add_column(column, overflow="fold")
     for r in report.rejected[:SHOWN_REJECTIONS]:
-        table.add_row(str(r.index), r.id, r.code, r.reason)
+        row = (r.file, str(r.index), r.id, r.code, r.reason)
+        table.add_row(*row[0 if several else 1 :])
     console.print(table)
     more = len(report.rejected) - SHOWN_REJECTIONS
     if more > 0:

@@ -1,11 +1,12 @@
 """Dataset records -> HDF5 graph store: the library behind ``crystensor featurize``.
 
-:func:`featurize` reads a JSON Lines record file (:mod:`crystensor.data.records`), turns every
-structure into a periodic radius graph (:func:`crystensor.data.graph.build_graph`), puts its
-target in both Cartesian and irreducible form, and writes one store
-(:mod:`crystensor.data.store`). Records that cannot become a training example are *rejected*,
-not fatal: each rejection (record position, id, a short code and a sentence) is reported and
-written to ``<store stem>.rejects.jsonl`` next to the store. The rejection codes:
+:func:`featurize` reads one or several JSON Lines record files (:mod:`crystensor.data.records`)
+in the order given, turns every structure into a periodic radius graph
+(:func:`crystensor.data.graph.build_graph`), puts its target in both Cartesian and irreducible
+form, and writes one store (:mod:`crystensor.data.store`). Records that cannot become a
+training example are *rejected*, not fatal: each rejection (file, record position in it, id, a
+short code and a sentence) is reported and written to ``<store stem>.rejects.jsonl`` next to
+the store. The rejection codes:
 
 =======================  ===================================================================
 ``bad-structure``        the structure dict cannot be read, is empty or partially occupied
@@ -13,9 +14,21 @@ written to ``<store stem>.rejects.jsonl`` next to the store. The rejection codes
 ``isolated-atom``        an atom without neighbour within the cutoff (try ``auto_cutoff``)
 ``bad-value``            the target is not finite, has the wrong shape or index symmetry
 ``units``                the record states units other than the target's
-``duplicate-id``         an id already seen earlier in the file (the first one is kept)
+``duplicate-id``         an id already seen in an earlier record (the first one is kept)
+``duplicate-structure``  with ``dedupe="structure"``: the same crystal as an earlier kept
+                         record (:mod:`crystensor.data.dedupe`); ``duplicate_of`` names it
 ``thin-cell``            a neighbour image more than 127 cells away
 =======================  ===================================================================
+
+Combining sources: records of one property from several files (e.g. matminer and
+StrainTensorNet elastic tensors) go into one store with ``featurize([a, b], ...)``. Earlier files
+win: a later record whose id was already kept is a ``duplicate-id``, and with
+``dedupe="structure"`` a later record whose structure matches a kept one (same reduced formula
+and space group, and a :class:`~pymatgen.analysis.structure_matcher.StructureMatcher` fit) is a
+``duplicate-structure``, which is how sources without shared ids are combined. The store's
+``sources`` attribute lists every file (name, path, sha256, number of records) in order; the
+stored ``record_index`` counts records across the files in that order, so graph ``g`` came from
+the source whose cumulative record range holds ``record_index[g]``.
 
 Problems with the file itself (missing, not JSON Lines, a record of another target) raise
 :class:`~crystensor.errors.InputError`, and so does a run in which every record is rejected.
@@ -23,7 +36,8 @@ Problems with the file itself (missing, not JSON Lines, a record of another targ
 Large files are built in deterministic slices (``shard=(i, n)``: the ``i``-th of ``n``
 contiguous blocks of records, 0-based) on several machines and combined with
 :func:`merge_stores`; the merged store equals the one a single run writes (same graphs, same
-order, same split), apart from the creation time.
+order, same split), apart from the creation time. Sharding takes one record file and id
+deduplication: duplicates in different shards would escape a per-shard check.
 """
 
 from __future__ import annotations
@@ -35,6 +49,7 @@ import math
 import multiprocessing
 import os
 import time
+from bisect import bisect_right
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -55,6 +70,7 @@ from crystensor.data.store import (
 from crystensor.errors import InputError
 
 __all__ = [
+    "DEDUPE_MODES",
     "INDEX_SYMMETRY_TOLERANCE",
     "FeaturizeReport",
     "Rejection",
@@ -68,6 +84,9 @@ log = logging.getLogger(__name__)
 
 INDEX_SYMMETRY_TOLERANCE = 1e-3
 """Largest relative index asymmetry of a target tensor that is symmetrised rather than rejected."""
+
+DEDUPE_MODES = ("id", "structure")
+"""How :func:`featurize` finds repeated materials: by id only, or by id and then by structure."""
 
 _WINDOW = 1024  # records handed to the pool at a time (bounds memory, keeps order)
 _CHUNK = 16  # records per task sent to a worker
@@ -88,15 +107,24 @@ class Rejection:
         Short category (see the module docstring).
     reason : str
         One sentence naming the problem and, where there is one, the fix.
+    file : str
+        Name of the record file ("" in rejection lists written before files were named).
+    duplicate_of : str or None
+        For ``duplicate-structure``: the id of the kept record it repeats.
     """
 
     index: int
     id: str
     code: str
     reason: str
+    file: str = ""
+    duplicate_of: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        fields = asdict(self)
+        if fields["duplicate_of"] is None:
+            del fields["duplicate_of"]
+        return json.dumps(fields, separators=(",", ":"))
 
 
 @dataclass
@@ -127,6 +155,8 @@ class FeaturizeReport:
     workers : int
     shard : (i, n) or None
     inputs : list of Path
+    dedupe : str
+        ``"id"`` or ``"structure"`` (:data:`DEDUPE_MODES`).
     """
 
     output: Path
@@ -147,6 +177,7 @@ class FeaturizeReport:
     workers: int
     shard: tuple[int, int] | None
     inputs: list[Path] = field(default_factory=list)
+    dedupe: str = "id"
 
     @property
     def structures_per_second(self) -> float:
@@ -208,7 +239,8 @@ class _Config:
     cutoff: float
     auto_cutoff: bool
     max_cutoff: float
-    file: str
+    files: tuple[str, ...]
+    offsets: tuple[int, ...]  # records in the files before each one
 
 
 @dataclass(frozen=True)
@@ -294,8 +326,8 @@ def _structure(d: dict):
         return Structure.from_dict(d)
 
 
-def _process(item: tuple[int, int, str]) -> StoredGraph | Rejection | _Fatal:
-    """One record line -> its graph, a rejection, or a fatal problem with the file."""
+def _process(item: tuple[int, int, int, str]) -> StoredGraph | Rejection | _Fatal:
+    """One record line ``(file number, index, line number, text)`` -> graph, rejection or fatal."""
     from crystensor.data.elements import check_species
     from crystensor.data.graph import IsolatedAtomError, build_graph
     from crystensor.tensors.kinds import get_kind
@@ -303,36 +335,39 @@ def _process(item: tuple[int, int, str]) -> StoredGraph | Rejection | _Fatal:
     config = _CONFIG
     if config is None:
         raise RuntimeError("featurize worker used before _init_worker")
-    index, number, line = item
-    record = _parse(line, number, config.file)
+    file_number, index, number, line = item
+    file = config.files[file_number]
+    record = _parse(line, number, file)
     if isinstance(record, _Fatal):
         return record
     rid = str(record.id)
     if record.target != config.target:
         return _Fatal(
-            f"{config.file} line {number} ({rid}) holds target {record.target!r}, not "
+            f"{file} line {number} ({rid}) holds target {record.target!r}, not "
             f"{config.target!r}; a record file must hold one target"
         )
+
+    def reject(code: str, reason: str) -> Rejection:
+        return Rejection(index, rid, code, reason, file)
+
     if record.units and record.units != config.units:
-        return Rejection(index, rid, "units", f"units {record.units!r}, expected {config.units!r}")
+        return reject("units", f"units {record.units!r}, expected {config.units!r}")
     kind = get_kind(config.kind)
     target = _target_value(record, kind)
     if isinstance(target, str):
-        return Rejection(index, rid, "bad-value", target)
+        return reject("bad-value", target)
     try:
         structure = _structure(record.structure)
     except Exception as err:  # pymatgen raises many types for a malformed dict
-        return Rejection(index, rid, "bad-structure", f"cannot read the structure ({err})")
+        return reject("bad-structure", f"cannot read the structure ({err})")
     if len(structure) == 0:
-        return Rejection(index, rid, "bad-structure", "the structure has no sites")
+        return reject("bad-structure", "the structure has no sites")
     if not structure.is_ordered:
-        return Rejection(
-            index, rid, "bad-structure", "partially occupied sites; pick one configuration"
-        )
+        return reject("bad-structure", "partially occupied sites; pick one configuration")
     try:
         check_species(structure.species)
     except InputError as err:
-        return Rejection(index, rid, "unsupported-element", str(err))
+        return reject("unsupported-element", str(err))
     try:
         graph = build_graph(
             structure,
@@ -341,11 +376,11 @@ def _process(item: tuple[int, int, str]) -> StoredGraph | Rejection | _Fatal:
             max_cutoff=config.max_cutoff,
         )
     except IsolatedAtomError as err:
-        return Rejection(index, rid, "isolated-atom", str(err))
+        return reject("isolated-atom", str(err))
     except InputError as err:
-        return Rejection(index, rid, "bad-structure", str(err))
+        return reject("bad-structure", str(err))
     if graph.num_edges and np.abs(graph.edge_shift).max() > np.iinfo(np.int8).max:
-        return Rejection(index, rid, "thin-cell", "a neighbour image lies more than 127 cells away")
+        return reject("thin-cell", "a neighbour image lies more than 127 cells away")
     symmetry = record.symmetry or {}
     return StoredGraph(
         id=rid,
@@ -360,11 +395,13 @@ def _process(item: tuple[int, int, str]) -> StoredGraph | Rejection | _Fatal:
         formula=record.formula or structure.composition.reduced_formula,
         crystal_system=str(symmetry.get("crystal_system") or ""),
         space_group_number=int(symmetry.get("space_group_number") or 0),
-        record_index=index,
+        record_index=config.offsets[file_number] + index,
     )
 
 
-# -- reading the record file ---------------------------------------------------------------
+# -- reading the record files --------------------------------------------------------------
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def _lines(path: Path) -> Iterator[tuple[int, int, str]]:
@@ -382,8 +419,58 @@ def _lines(path: Path) -> Iterator[tuple[int, int, str]]:
         raise InputError(f"cannot read {path.name}: {err}") from None
 
 
+def _items(paths: Sequence[Path]) -> Iterator[tuple[int, int, int, str]]:
+    """``(file number, record index, line number, text)`` over the files in order."""
+    for file_number, path in enumerate(paths):
+        for index, number, line in _lines(path):
+            yield file_number, index, number, line
+
+
 def _count_records(path: Path) -> int:
     return sum(1 for _ in _lines(path))
+
+
+def _record_paths(
+    records_path: str | os.PathLike | Sequence[str | os.PathLike], out: Path, target: str
+) -> list[Path]:
+    """The record files as paths, each checked: exists, given once, records of ``target``."""
+    if isinstance(records_path, str | os.PathLike):
+        paths = [Path(records_path)]
+    else:
+        paths = [Path(p) for p in records_path]
+    if not paths:
+        raise InputError("give at least one record file to featurize")
+    seen: dict[Path, Path] = {}
+    for src in paths:
+        if not src.is_file():
+            raise InputError(
+                f"record file {str(src)!r} does not exist; create it with crystensor fetch"
+            )
+        if src.resolve() in seen:
+            raise InputError(f"the record file {src.name} is given twice; give each file once")
+        seen[src.resolve()] = src
+        if out.exists() and out.resolve() == src.resolve():
+            raise InputError(f"the output {out.name} would overwrite the record file")
+        with open(src, "rb") as fh:
+            if fh.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE:
+                raise InputError(
+                    f"{src.name} is an HDF5 graph store, not a record file; to combine stores "
+                    "use merge_stores (crystensor featurize --merge)"
+                )
+        lines = _lines(src)
+        first = next(lines, None)
+        lines.close()
+        if first is None:
+            raise InputError(f"{src.name} holds no records")
+        record = _parse(first[2], first[1], src.name)
+        if isinstance(record, _Fatal):
+            raise InputError(record.message)
+        if record.target != target:
+            raise InputError(
+                f"{src.name} holds {record.target!r} records, not {target!r}; pass --target "
+                f"{record.target} or use a record file of {target}"
+            )
+    return paths
 
 
 def _pool(workers: int, config: _Config) -> contextlib.AbstractContextManager:
@@ -398,7 +485,7 @@ def _pool(workers: int, config: _Config) -> contextlib.AbstractContextManager:
 
 
 def _results(
-    items: Iterable[tuple[int, int, str]], pool: Any
+    items: Iterable[tuple[int, int, int, str]], pool: Any
 ) -> Iterator[StoredGraph | Rejection | _Fatal]:
     """Process ``items`` in order, in this process (``pool`` None) or in the pool."""
     if pool is None:
@@ -415,6 +502,72 @@ def _results(
         yield from pending.popleft()
 
 
+class _Duplicates:
+    """The graphs kept so far, by id and (``dedupe="structure"``) by crystal structure.
+
+    Runs in the main process on finished graphs, in record order, so "earlier" is the order of
+    the files and of the records in them whatever the number of workers.
+    """
+
+    def __init__(self, dedupe: str, config: _Config) -> None:
+        from crystensor.data.dedupe import StructureIndex
+
+        self.config = config
+        self.kept: dict[str, int] = {}  # id -> global record index
+        self.structures = StructureIndex() if dedupe == "structure" else None
+
+    def _where(self, record_index: int) -> tuple[int, int]:
+        """Global record index -> (file number, position in that file)."""
+        k = bisect_right(self.config.offsets, record_index) - 1
+        return k, record_index - self.config.offsets[k]
+
+    def _describe(self, record_index: int, file_number: int) -> str:
+        k, index = self._where(record_index)
+        where = "earlier in the file" if k == file_number else f"in {self.config.files[k]}"
+        return f"{where} (record {index})"
+
+    def check(self, graph: StoredGraph) -> Rejection | None:
+        """The rejection of ``graph`` as a duplicate, or None (then it is kept)."""
+        k, index = self._where(graph.record_index)
+        file = self.config.files[k]
+        first = self.kept.get(graph.id)
+        if first is not None:
+            return Rejection(
+                index,
+                graph.id,
+                "duplicate-id",
+                f"the id already occurred {self._describe(first, k)}; the first one is kept",
+                file,
+            )
+        if self.structures is not None:
+            earlier = self.structures.add(_graph_structure(graph), graph.id)
+            if isinstance(earlier, str):
+                return Rejection(
+                    index,
+                    graph.id,
+                    "duplicate-structure",
+                    f"the same crystal as {earlier} {self._describe(self.kept[earlier], k)} "
+                    "(same reduced formula and space group, StructureMatcher fit); the first "
+                    "one is kept",
+                    file,
+                    duplicate_of=earlier,
+                )
+        self.kept[graph.id] = graph.record_index
+        return None
+
+
+def _graph_structure(graph: StoredGraph):
+    """The pymatgen structure of a graph (cell, Z and Cartesian positions are all it needs)."""
+    from pymatgen.core import Lattice, Structure
+
+    return Structure(
+        Lattice(graph.cell),
+        np.asarray(graph.atomic_numbers).tolist(),
+        graph.positions,
+        coords_are_cartesian=True,
+    )
+
+
 def _check_common(cutoff: float, max_cutoff: float | None, workers: int) -> float:
     if not (isinstance(cutoff, int | float) and math.isfinite(cutoff) and cutoff > 0):
         raise InputError(f"cutoff must be a positive number of Angstrom, got {cutoff!r}")
@@ -424,6 +577,21 @@ def _check_common(cutoff: float, max_cutoff: float | None, workers: int) -> floa
     if not isinstance(workers, int) or workers < 1:
         raise InputError(f"workers must be a positive integer, got {workers!r}")
     return max_c
+
+
+def _check_dedupe(dedupe: str, shard: tuple[int, int] | None, files: int) -> None:
+    if dedupe not in DEDUPE_MODES:
+        raise InputError(f"dedupe must be one of {', '.join(DEDUPE_MODES)}, got {dedupe!r}")
+    if shard is not None and files > 1:
+        raise InputError(
+            f"sharding takes one record file, not {files}; featurize several files in one run "
+            "(more workers make it faster)"
+        )
+    if shard is not None and dedupe == "structure":
+        raise InputError(
+            "sharding cannot be combined with structure dedupe (a duplicate in another shard "
+            "would be missed); featurize the records in one run"
+        )
 
 
 def _write_rejects(path: Path, rejected: list[Rejection]) -> Path | None:
@@ -443,7 +611,7 @@ def _split_counts(store: GraphStore) -> dict[str, int]:
 
 
 def featurize(
-    records_path: str | os.PathLike,
+    records_path: str | os.PathLike | Sequence[str | os.PathLike],
     target: str,
     output: str | os.PathLike,
     *,
@@ -452,17 +620,19 @@ def featurize(
     max_cutoff: float | None = None,
     workers: int = 1,
     shard: tuple[int, int] | None = None,
+    dedupe: str = "id",
     progress: Progress | None = None,
     split_seed: int = 0,
     split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
     store_node_features: bool = False,
 ) -> FeaturizeReport:
-    """Build the HDF5 graph store of a record file.
+    """Build the HDF5 graph store of one record file, or of several combined.
 
     Parameters
     ----------
-    records_path : path
-        JSON Lines record file (``.gz`` allowed), every record of property ``target``.
+    records_path : path or sequence of path
+        JSON Lines record file(s) (``.gz`` allowed), every record of property ``target``. Files
+        are read in the order given and earlier records win over later duplicates.
     target : str
         Property name from :data:`crystensor.tensors.kinds.PROPERTIES` (``elastic``,
         ``dielectric``, ``band-gap``, ...); must be the records' target.
@@ -479,8 +649,12 @@ def featurize(
     workers : int
         Processes building graphs; results are written in record order whatever the number.
     shard : (i, n), optional
-        Build only the ``i``-th (0-based) of ``n`` contiguous slices of the records (see
-        :func:`shard_bounds`); combine the shards with :func:`merge_stores`.
+        Build only the ``i``-th (0-based) of ``n`` contiguous slices of the records of a single
+        file (see :func:`shard_bounds`); combine the shards with :func:`merge_stores`.
+    dedupe : {"id", "structure"}
+        ``"id"``: a record whose id was kept already is rejected (``duplicate-id``).
+        ``"structure"``: also a record whose structure matches a kept one
+        (``duplicate-structure``; :mod:`crystensor.data.dedupe` gives the matcher settings).
     progress : callable, optional
         ``progress(done, total)`` after each record.
     split_seed, split_fractions
@@ -495,13 +669,13 @@ def featurize(
     Raises
     ------
     InputError
-        Unknown target, a record file of another target or not a record file, bad options,
-        or every record rejected (the rejections are still written).
+        Unknown target, a record file of another target or not a record file, a file given
+        twice, bad options (a shard of several files or with structure dedupe), or every record
+        rejected (the rejections are still written).
     """
     from crystensor.tensors.kinds import PROPERTIES
 
     start_time = time.perf_counter()
-    src = Path(records_path)
     out = Path(output)
     if target not in PROPERTIES:
         raise InputError(f"unknown target {target!r}; choose one of {', '.join(PROPERTIES)}")
@@ -509,36 +683,20 @@ def featurize(
     max_c = _check_common(cutoff, max_cutoff, workers)
     if shard is not None:
         shard = _check_shard(shard)
-    if not src.is_file():
-        raise InputError(
-            f"record file {str(src)!r} does not exist; create it with crystensor fetch"
-        )
-    if out.exists() and out.resolve() == src.resolve():
-        raise InputError(f"the output {out.name} would overwrite the record file")
     if out.is_dir():
         raise InputError(f"the output {str(out)!r} is a folder; give a file name like graphs.h5")
+    paths = _record_paths(records_path, out, target)
+    _check_dedupe(dedupe, shard, len(paths))
+    names = " + ".join(p.name for p in paths)
 
-    lines = _lines(src)
-    first = next(lines, None)
-    lines.close()
-    if first is None:
-        raise InputError(f"{src.name} holds no records")
-    record = _parse(first[2], first[1], src.name)
-    if isinstance(record, _Fatal):
-        raise InputError(record.message)
-    if record.target != target:
-        raise InputError(
-            f"{src.name} holds {record.target!r} records, not {target!r}; pass --target "
-            f"{record.target} or use a record file of {target}"
-        )
-
-    total = _count_records(src)
-    items: Iterable[tuple[int, int, str]] = _lines(src)
+    counts = [_count_records(p) for p in paths]
+    total = sum(counts)
+    items: Iterable[tuple[int, int, int, str]] = _items(paths)
     if shard is not None:
         lo, hi = shard_bounds(shard, total)
         if hi == lo:
             raise InputError(
-                f"shard {shard[0]}/{shard[1]} of {src.name} holds no records ({total} in all); "
+                f"shard {shard[0]}/{shard[1]} of {names} holds no records ({total} in all); "
                 "use fewer shards"
             )
         items = islice(items, lo, hi)
@@ -550,13 +708,17 @@ def featurize(
         cutoff=float(cutoff),
         auto_cutoff=bool(auto_cutoff),
         max_cutoff=max_c,
-        file=src.name,
+        files=tuple(p.name for p in paths),
+        offsets=tuple(int(k) for k in np.cumsum([0, *counts[:-1]])),
     )
-    sources = [{"file": src.name, "path": str(src.resolve()), "sha256": file_sha256(src)}]
+    sources = [
+        {"file": p.name, "path": str(p.resolve()), "sha256": file_sha256(p), "records": n}
+        for p, n in zip(paths, counts, strict=True)
+    ]
+    duplicates = _Duplicates(dedupe, config)
     rejected: list[Rejection] = []
-    seen: set[str] = set()
     extended = done = 0
-    log.info("featurizing %d %s records from %s with %d worker(s)", total, target, src, workers)
+    log.info("featurizing %d %s records from %s with %d worker(s)", total, target, names, workers)
     try:
         # the pool forks before the store is opened, so no worker inherits its HDF5 handle
         with (
@@ -578,18 +740,12 @@ def featurize(
                 done += 1
                 if isinstance(result, _Fatal):
                     raise InputError(result.message)
-                if isinstance(result, StoredGraph) and result.id in seen:
-                    result = Rejection(
-                        result.record_index,
-                        result.id,
-                        "duplicate-id",
-                        "the id already occurred earlier in the file; the first one is kept",
-                    )
+                if isinstance(result, StoredGraph):
+                    result = duplicates.check(result) or result
                 if isinstance(result, Rejection):
                     rejected.append(result)
                     log.debug("rejected %s: %s", result.id, result.reason)
                 else:
-                    seen.add(result.id)
                     extended += result.cutoff > cutoff
                     writer.append(result)
                 if progress is not None:
@@ -600,9 +756,15 @@ def featurize(
         path = _write_rejects(rejects_path_for(out), rejected)
         reasons = "; ".join(f"{r.id}: {r.reason}" for r in rejected[:3])
         raise InputError(
-            f"all {len(rejected)} records of {src.name} were rejected, no store written "
+            f"all {len(rejected)} records of {names} were rejected, no store written "
             f"(see {path.name if path else 'the log'}): {reasons}"
         ) from None
+    if duplicates.structures is not None:
+        log.info(
+            "structure dedupe: %d comparisons in %.1f s",
+            duplicates.structures.comparisons,
+            duplicates.structures.seconds,
+        )
     rejects = _write_rejects(rejects_path_for(out), rejected)
     store = GraphStore(out)
     report = FeaturizeReport(
@@ -623,7 +785,8 @@ def featurize(
         seconds=time.perf_counter() - start_time,
         workers=workers,
         shard=shard,
-        inputs=[src],
+        inputs=paths,
+        dedupe=dedupe,
     )
     if rejected:
         log.warning(

@@ -16,6 +16,7 @@ from tests.data.test_featurize import (
     assert_same_store,
     isolated_cs,
     make_record,
+    two_sources,
     write_test_records,
 )
 
@@ -120,7 +121,13 @@ def test_everything_rejected_exits_2(tmp_path):
         (["{records}", "-t", "band-gap", "-o", "{out}", "--shard", "1of2"], "I/N"),
         (["{records}", "-t", "band-gap", "-o", "{out}", "--shard", "2/2"], "out of range"),
         (["{records}", "-t", "band-gap", "-o", "{out}", "--cutoff", "-1"], "cutoff must be"),
-        (["{records}", "{records}", "-t", "band-gap", "-o", "{out}"], "use --merge"),
+        (["{records}", "{records}", "-t", "band-gap", "-o", "{out}"], "given twice"),
+        (
+            ["{records}", "{tmp}/b.jsonl", "-t", "band-gap", "-o", "{out}", "--shard", "0/2"],
+            "sharding takes one record file, not 2",
+        ),
+        (["{records}", "-t", "band-gap", "-o", "{out}", "--dedupe", "formula"], "dedupe must be"),
+        (["--merge", "{records}", "-o", "{out}", "--dedupe", "id"], "--dedupe cannot be used"),
         (["--merge", "{records}", "-o", "{out}"], "not an HDF5 file"),
         (["--merge", "{records}", "-o", "{out}", "--cutoff", "6"], "--cutoff cannot be used"),
         (["{tmp}/bad.jsonl", "-t", "band-gap", "-o", "{out}"], "line 1 is not valid JSON"),
@@ -128,6 +135,7 @@ def test_everything_rejected_exits_2(tmp_path):
 )
 def test_bad_inputs_give_one_line_and_exit_2(records, tmp_path, args, message):
     (tmp_path / "bad.jsonl").write_text("this is not json\n")
+    write_test_records(tmp_path / "b.jsonl")
     before = sorted(tmp_path.iterdir())
     fill = {"records": records, "out": tmp_path / "g.h5", "tmp": tmp_path}
     result = run(*(a.format(**fill) for a in args))
@@ -140,3 +148,34 @@ def test_merge_checks_the_target(records, tmp_path):
     result = run("--merge", tmp_path / "a.h5", "-t", "elastic", "-o", tmp_path / "m.h5")
     one_line_error(result, "target is 'band-gap', not 'elastic'")
     assert not (tmp_path / "m.h5").exists()
+
+
+def test_two_record_files_are_combined_with_structure_dedupe(tmp_path):
+    a, b = two_sources(tmp_path, "dielectric")
+    out = tmp_path / "g.h5"
+    result = run(a, b, "-t", "dielectric", "-o", out, "--dedupe", "structure", "-j", "2")
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    for word in ("5 of 8", "duplicate-id: 1", "duplicate-structure: 2", "by structure", "born#0"):
+        assert word in text, word
+    assert GraphStore(out).ids == ["t-0", "t-1", "t-2", "t-3", "born#1"]
+    assert [s["file"] for s in GraphStore(out).attrs["sources"]] == ["a.jsonl", "b.jsonl.gz"]
+
+
+def test_two_record_files_json_report_dedupe_by_id(tmp_path):
+    a, b = two_sources(tmp_path)
+    result = run(a, b, "-t", "band-gap", "-o", tmp_path / "g.h5", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["dedupe"] == "id" and report["inputs"] == [str(a), str(b)]
+    assert (report["records"], report["graphs"]) == (8, 7)
+    assert [(r["id"], r["code"], r["file"]) for r in report["rejected"]] == [
+        ("t-1", "duplicate-id", "b.jsonl.gz")
+    ]
+
+
+def test_a_store_without_merge_is_refused(records, tmp_path):
+    assert run(records, "-t", "band-gap", "-o", tmp_path / "a.h5").exit_code == 0
+    result = run(tmp_path / "a.h5", records, "-t", "band-gap", "-o", tmp_path / "g.h5")
+    one_line_error(result, "a.h5 is an HDF5 graph store, not a record file")
+    assert "--merge" in result.stderr

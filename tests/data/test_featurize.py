@@ -393,3 +393,143 @@ def test_real_elastic_tensors_from_the_shared_data(shared_data, tmp_path):
             from_irreps(g.target_irreps, kind), g.target_cartesian, atol=1e-9 * scale
         )
     assert 20 < report.edges / report.nodes < 80
+
+
+# -- several record files ----------------------------------------------------------------------
+def rotated_supercell(structure: Structure) -> Structure:
+    """The same crystal doubled along a, rotated 90 degrees about z and shifted."""
+    copy = structure * (2, 1, 1)
+    copy.translate_sites(range(len(copy)), [0.1, 0.2, 0.3], frac_coords=True)
+    turn = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    return Structure(Lattice(copy.lattice.matrix @ turn.T), copy.species, copy.frac_coords)
+
+
+def two_sources(tmp_path: Path, target: str = "band-gap") -> tuple[Path, Path]:
+    """``a.jsonl``: t-0..t-3 (NaCl, Si, ZnO, triclinic). ``b.jsonl``: t-1 again (an id
+    duplicate), NaCl as a rotated supercell under a new id (a structure duplicate) and two
+    new materials."""
+    write_test_records(tmp_path / "a.jsonl", target)
+    kcl = nacl()
+    kcl.replace_species({"Na": "K"})
+    b = [
+        make_record("t-1", silicon(), target, value_for(target, 11)),
+        make_record("born#0", rotated_supercell(nacl()), target, value_for(target, 12)),
+        make_record("born#1", kcl, target, value_for(target, 13)),
+        make_record("born#2", rotated_supercell(kcl), target, value_for(target, 14)),
+    ]
+    write_records(tmp_path / "b.jsonl.gz", b)
+    return tmp_path / "a.jsonl", tmp_path / "b.jsonl.gz"
+
+
+def test_two_files_with_an_overlapping_id(tmp_path):
+    from crystensor.data.store import file_sha256, make_split
+
+    a, b = two_sources(tmp_path)
+    report = featurize([a, b], "band-gap", tmp_path / "g.h5")
+    assert (report.records, report.graphs) == (8, 7)
+    assert report.rejection_counts() == {"duplicate-id": 1}
+    (dup,) = report.rejected
+    assert (dup.id, dup.file, dup.index, dup.duplicate_of) == ("t-1", "b.jsonl.gz", 0, None)
+    assert "occurred in a.jsonl (record 1)" in dup.reason
+    line = json.loads(rejects_path_for(tmp_path / "g.h5").read_text())
+    assert line == {
+        "index": 0,
+        "id": "t-1",
+        "code": "duplicate-id",
+        "reason": dup.reason,
+        "file": "b.jsonl.gz",
+    }
+    store = GraphStore(tmp_path / "g.h5")
+    ids = ["t-0", "t-1", "t-2", "t-3", "born#0", "born#1", "born#2"]
+    assert store.ids == ids
+    assert store.graph(1).target_cartesian == 1.5  # the first file's copy
+    assert store.read("record_index").tolist() == [0, 1, 2, 3, 5, 6, 7]  # across the files
+    assert store.attrs["sources"] == [
+        {"file": "a.jsonl", "path": str(a.resolve()), "sha256": file_sha256(a), "records": 4},
+        {"file": "b.jsonl.gz", "path": str(b.resolve()), "sha256": file_sha256(b), "records": 4},
+    ]
+    np.testing.assert_array_equal(store.read("split"), make_split(ids))
+    assert report.inputs == [a, b] and report.dedupe == "id"
+
+
+def test_structure_dedupe_across_files(tmp_path):
+    a, b = two_sources(tmp_path, "dielectric")
+    report = featurize([a, b], "dielectric", tmp_path / "g.h5", dedupe="structure")
+    assert report.rejection_counts() == {"duplicate-id": 1, "duplicate-structure": 2}
+    by_id = {r.id: r for r in report.rejected}
+    nacl_copy, kcl_copy = by_id["born#0"], by_id["born#2"]
+    assert (nacl_copy.code, nacl_copy.duplicate_of, nacl_copy.index) == (
+        "duplicate-structure",
+        "t-0",
+        1,
+    )
+    assert "same crystal as t-0 in a.jsonl (record 0)" in nacl_copy.reason
+    assert kcl_copy.duplicate_of == "born#1"
+    assert "earlier in the file (record 2)" in kcl_copy.reason
+    lines = [json.loads(x) for x in rejects_path_for(tmp_path / "g.h5").read_text().splitlines()]
+    assert [x.get("duplicate_of") for x in lines] == [None, "t-0", "born#1"]
+    assert GraphStore(tmp_path / "g.h5").ids == ["t-0", "t-1", "t-2", "t-3", "born#1"]
+    # the order of the files decides which copy is kept
+    report = featurize([b, a], "dielectric", tmp_path / "ba.h5", dedupe="structure")
+    assert {r.id: r.duplicate_of for r in report.rejected} == {
+        "born#2": "born#1",
+        "t-0": "born#0",
+        "t-1": None,
+    }
+
+
+def test_structure_dedupe_keeps_a_copy_whose_first_occurrence_was_rejected(tmp_path):
+    records = [
+        make_record("bad", nacl(), "band-gap", "not a number"),
+        make_record("good", rotated_supercell(nacl()), "band-gap", 1.0),
+        make_record("again", nacl(), "band-gap", 2.0),
+    ]
+    write_records(tmp_path / "r.jsonl", records)
+    report = featurize(tmp_path / "r.jsonl", "band-gap", tmp_path / "g.h5", dedupe="structure")
+    assert {r.id: r.code for r in report.rejected} == {
+        "bad": "bad-value",
+        "again": "duplicate-structure",
+    }
+    assert GraphStore(tmp_path / "g.h5").ids == ["good"]
+
+
+def test_several_files_with_two_workers_write_the_same_store(tmp_path):
+    a, b = two_sources(tmp_path)
+    write_test_records(tmp_path / "c.jsonl", copies=3)  # ids t-0..t-11, all structures repeat
+    files = [a, b, tmp_path / "c.jsonl"]
+    one = featurize(files, "band-gap", tmp_path / "one.h5", dedupe="structure")
+    two = featurize(files, "band-gap", tmp_path / "two.h5", dedupe="structure", workers=2)
+    assert one.rejected == two.rejected and one.graphs == two.graphs == 5
+    assert one.rejection_counts() == {"duplicate-id": 5, "duplicate-structure": 10}
+    assert_same_store(tmp_path / "one.h5", tmp_path / "two.h5")
+
+
+def test_single_file_store_lists_one_source(tmp_path):
+    write_test_records(tmp_path / "r.jsonl")
+    featurize(tmp_path / "r.jsonl", "band-gap", tmp_path / "g.h5")
+    (source,) = GraphStore(tmp_path / "g.h5").attrs["sources"]
+    assert (source["file"], source["records"]) == ("r.jsonl", 4)
+
+
+def test_bad_combinations_of_files(tmp_path):
+    a, b = two_sources(tmp_path)
+    write_test_records(tmp_path / "e.jsonl", "elastic")
+    out = tmp_path / "g.h5"
+    with pytest.raises(InputError, match="sharding takes one record file, not 2"):
+        featurize([a, b], "band-gap", out, shard=(0, 2))
+    with pytest.raises(InputError, match="sharding cannot be combined with structure dedupe"):
+        featurize(a, "band-gap", out, shard=(0, 2), dedupe="structure")
+    with pytest.raises(InputError, match="dedupe must be one of id, structure, got 'formula'"):
+        featurize([a, b], "band-gap", out, dedupe="formula")
+    with pytest.raises(InputError, match=r"a\.jsonl is given twice"):
+        featurize([a, b, a], "band-gap", out)
+    with pytest.raises(InputError, match=r"e\.jsonl holds 'elastic' records, not 'band-gap'"):
+        featurize([a, tmp_path / "e.jsonl"], "band-gap", out)
+    with pytest.raises(InputError, match="overwrite the record file"):
+        featurize([a, b], "band-gap", b)
+    with pytest.raises(InputError, match="at least one record file"):
+        featurize([], "band-gap", out)
+    featurize(a, "band-gap", tmp_path / "store.h5")
+    with pytest.raises(InputError, match=r"store\.h5 is an HDF5 graph store, not a record file"):
+        featurize([a, tmp_path / "store.h5"], "band-gap", out)
+    assert not out.exists()
