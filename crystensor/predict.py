@@ -37,6 +37,7 @@ import types
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -245,14 +246,14 @@ def _is_single(item: Any) -> bool:
 
 
 def _as_structure(item: Any) -> Structure:
-    from ase import Atoms
     from pymatgen.core import IStructure
 
     from crystensor.io.structures import atoms_to_structure, check_ordered
 
+    ase = sys.modules.get("ase")  # an Atoms exists only if ASE was imported: no need to here
     if isinstance(item, IStructure):
         structure = item
-    elif isinstance(item, Atoms):
+    elif ase is not None and isinstance(item, ase.Atoms):
         structure = atoms_to_structure(item, "an ASE Atoms")
     else:
         raise InputError(
@@ -289,6 +290,44 @@ def _check_featurization(featurization: dict[str, Any], where: str) -> None:
         )
 
 
+def _import_e3nn_without_dynamo() -> None:
+    """Import e3nn without ``torch._dynamo`` (a third of the start-up of ``crystensor predict``).
+
+    e3nn 0.6 decorates one function with ``torch.compiler.disable`` when it is imported, and
+    that decorator imports ``torch._dynamo`` (~1 s). While e3nn is imported, the decorator is
+    replaced by one that defers to the real one only once ``torch._dynamo`` is loaded (by
+    ``torch.compile``, say): until then, nothing is compiled and the function runs as it is.
+    """
+    if "e3nn" in sys.modules or "torch._dynamo" in sys.modules:
+        return
+    import functools
+
+    import torch.compiler
+
+    disable = torch.compiler.disable
+
+    def deferred(fn=None, recursive=True, **options):
+        if fn is None:
+            return functools.partial(deferred, recursive=recursive, **options)
+        disabled = []
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            if "torch._dynamo" not in sys.modules:
+                return fn(*args, **kwargs)
+            if not disabled:
+                disabled.append(disable(fn, recursive, **options))
+            return disabled[0](*args, **kwargs)
+
+        return call
+
+    torch.compiler.disable = deferred
+    try:
+        import e3nn.o3  # noqa: F401
+    finally:
+        torch.compiler.disable = disable
+
+
 class Predictor:
     """A loaded model with the featurization it was trained with.
 
@@ -321,6 +360,7 @@ class Predictor:
 
         from crystensor.train.distributed import resolve_device
 
+        _import_e3nn_without_dynamo()
         self.checkpoint = checkpoint
         self.source = source
         self.kind = checkpoint.kind
@@ -342,15 +382,19 @@ class Predictor:
     def featurization(self) -> dict[str, Any]:
         return self.checkpoint.featurization
 
-    def graph(self, structure: Structure) -> Any:
-        """The PyG ``Data`` of ``structure``, built exactly as the training graphs were.
+    def graph(self, structure: Structure) -> SimpleNamespace:
+        """The model's input for ``structure``, built exactly as the training graphs were.
+
+        The tensors of :func:`crystensor.data.dataset.graph_to_data` (``z``, ``x``, ``pos``,
+        ``cell``, ``edge_index``, ``edge_shift``) and ``num_nodes``, as a namespace rather than
+        a PyG ``Data``: prediction does not import PyG (half a second of start-up).
 
         Raises
         ------
         InputError
             An element outside the atom features, or an atom with no neighbour in the cutoff.
         """
-        from crystensor.data.dataset import graph_to_data
+        from crystensor.data.dataset import _graph_tensors
         from crystensor.data.elements import check_species
         from crystensor.data.graph import build_graph
 
@@ -364,14 +408,18 @@ class Predictor:
             auto_extend=bool(f.get("auto_cutoff", False)),
             max_cutoff=float(f.get("max_cutoff") or 10.0),
         )
-        return graph_to_data(graph, self.dtype)
+        return SimpleNamespace(**_graph_tensors(graph, self.dtype), num_nodes=graph.num_nodes)
 
     def raw_irreps(self, graphs: list[Any]) -> np.ndarray:
-        """Model output ``(len(graphs), kind.dim)`` for PyG ``Data`` graphs, float64."""
-        import torch
-        from torch_geometric.data import Batch
+        """Model output ``(len(graphs), kind.dim)``, float64, for graphs from :meth:`graph`.
 
-        batch = Batch.from_data_list(graphs).to(self.device)
+        PyG ``Data`` graphs (:func:`crystensor.data.dataset.graph_to_data`) work too.
+        """
+        import torch
+
+        from crystensor.data.dataset import _collate
+
+        batch = _collate(graphs, self.device)
         with torch.inference_mode():
             irreps = self.model(batch)["irreps"]
         return irreps.detach().to("cpu", torch.float64).numpy()
@@ -391,37 +439,155 @@ class Predictor:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
         entries = read_inputs(structures)
         results = [Prediction(name, self.target, self.kind) for name, _ in entries]
-        pending: list[tuple[int, Any]] = []
-        done = 0
-        for i, (_, item) in enumerate(entries):
-            if isinstance(item, InputError):
-                results[i].error = str(item)
-                done += 1
-                continue
-            results[i].structure = item
-            try:
-                pending.append((i, self.graph(item)))
-            except InputError as err:
-                results[i].error = str(err)
-                done += 1
-            if len(pending) == batch_size:
-                done += self._run(pending, results, symmetrize, symprec, angle_tolerance)
-                pending = []
-                if progress is not None:
-                    progress(done, len(entries))
-        if pending:
-            done += self._run(pending, results, symmetrize, symprec, angle_tolerance)
+        readable = {i: s for i, (_, s) in enumerate(entries) if not isinstance(s, InputError)}
+        with _symmetry_search(readable, symprec, angle_tolerance) as symmetry_of:
+            pending: list[tuple[int, Any]] = []
+            done = 0
+            for i, (_, item) in enumerate(entries):
+                if isinstance(item, InputError):
+                    results[i].error = str(item)
+                    done += 1
+                    continue
+                results[i].structure = item
+                try:
+                    pending.append((i, self.graph(item)))
+                except InputError as err:
+                    results[i].error = str(err)
+                    done += 1
+                if len(pending) == batch_size:
+                    done += self._run(pending, results, symmetrize, symprec, symmetry_of)
+                    pending = []
+                    if progress is not None:
+                        progress(done, len(entries))
+            if pending:
+                done += self._run(pending, results, symmetrize, symprec, symmetry_of)
         if progress is not None:
             progress(len(entries), len(entries))
         return results
 
-    def _run(self, pending, results, symmetrize, symprec, angle_tolerance) -> int:
+    def _run(self, pending, results, symmetrize, symprec, symmetry_of) -> int:
         from crystensor.tensors.harmonic import from_irreps
 
         raw = from_irreps(self.raw_irreps([g for _, g in pending]), self.kind)
         for (i, _), tensor in zip(pending, raw, strict=True):
-            _finish(results[i], tensor, symmetrize, symprec, angle_tolerance)
+            _finish(results[i], tensor, symmetrize, symprec, symmetry_of(i))
         return len(pending)
+
+
+# -- the symmetry search, overlapped with the network -----------------------------------------
+
+# spglib's search takes ~3 ms per structure (25 ms for a cubic cell): as long as the network on
+# 2 cores. It holds the GIL, so a thread cannot overlap it with the network; a worker process
+# can. Starting one costs ~0.2 s of CPU (Python, numpy, spglib), repaid from this many
+# structures on.
+_WORKER_MIN_STRUCTURES = 100
+
+# The worker: reads (symprec, angle_tolerance, [(index, cell), ...]) as one pickle on stdin and
+# writes one pickle (index, found) per cell on stdout, in order. Only numpy and spglib load.
+_WORKER_CODE = (
+    "import pickle, sys; from crystensor.tensors.symmetry import _find_symmetry; "
+    "symprec, angle_tolerance, cells = pickle.load(sys.stdin.buffer); out = sys.stdout.buffer\n"
+    "for i, cell in cells:\n"
+    "    pickle.dump((i, _find_symmetry(cell, symprec, angle_tolerance)), out); out.flush()"
+)
+
+
+@contextlib.contextmanager
+def _symmetry_search(
+    structures: dict[int, Structure], symprec: float, angle_tolerance: float
+) -> Iterator[Callable[[int], Any]]:
+    """``symmetry_of(i)``: what spglib finds for ``structures[i]``, asked for in index order.
+
+    For many structures the search runs ahead in a worker process while this process builds
+    graphs and runs the network; for a few (or if the worker cannot start or dies) it runs
+    here, when asked. The results are the same either way (the same cell goes to spglib).
+    """
+    from crystensor.tensors.symmetry import _find_symmetry, _spglib_cell
+
+    cells = {i: _spglib_cell(s) for i, s in structures.items()}
+    worker = None
+    if len(cells) >= _WORKER_MIN_STRUCTURES:
+        worker = _SymmetryWorker(list(cells.items()), symprec, angle_tolerance)
+
+    def symmetry_of(i: int) -> Any:
+        cell = cells.pop(i)
+        found = None if worker is None else worker.result(i)
+        return _find_symmetry(cell, symprec, angle_tolerance) if found is None else found
+
+    try:
+        yield symmetry_of
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+class _SymmetryWorker:
+    """A process running :func:`~crystensor.tensors.symmetry._find_symmetry` on cells."""
+
+    def __init__(self, cells: list[tuple[int, Any]], symprec: float, angle_tolerance: float):
+        import queue
+        import subprocess
+        import threading
+
+        self._found: dict[int, Any] = {}
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._broken = False
+        # the worker imports what this process would (crystensor may be on a path added at
+        # run time); its few small matrices need no BLAS or OpenMP threads
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+        }
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_CODE],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
+        except OSError as err:
+            log.debug("no symmetry worker (%s); searching in this process", err)
+            self._process, self._broken = None, True
+            return
+        request = (symprec, angle_tolerance, cells)
+        self._thread = threading.Thread(target=self._talk, args=(request,), daemon=True)
+        self._thread.start()
+
+    def _talk(self, request: tuple) -> None:
+        """Send the request, then queue the answers (runs in a thread: it mostly waits)."""
+        import pickle
+
+        try:
+            pickle.dump(request, self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._process.stdin.close()
+            for _ in request[2]:
+                self._queue.put(pickle.load(self._process.stdout))
+        except Exception as err:  # a worker that died or could not import: search here
+            self._queue.put(err)
+
+    def result(self, index: int) -> Any:
+        """What spglib found for cell ``index``, or None if the worker failed before it."""
+        while not self._broken and index not in self._found:
+            item = self._queue.get()
+            if isinstance(item, Exception):
+                log.debug("the symmetry worker stopped (%r); searching in this process", item)
+                self._broken = True
+            else:
+                self._found[item[0]] = item[1]
+        return self._found.pop(index, None)
+
+    def close(self) -> None:
+        """Stop the worker if it still runs (its answers are no longer needed)."""
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait()
+        self._thread.join()  # it stops at the end of the worker's output
+        self._process.stdout.close()
 
 
 def _exact_index_symmetry(tensor: np.ndarray, kind: TensorKind) -> np.ndarray:
@@ -452,15 +618,18 @@ def _named_warnings(name: str) -> Iterator[None]:
 
 
 def _finish(
-    result: Prediction, raw: np.ndarray, symmetrize: bool, symprec: float, angle_tol: float
+    result: Prediction, raw: np.ndarray, symmetrize: bool, symprec: float, found: Any
 ) -> None:
-    """Symmetry, projection and derived properties of one raw prediction (in place)."""
+    """Symmetry, projection and derived properties of one raw prediction (in place).
+
+    ``found`` is what spglib found for the structure (``symmetry._find_symmetry``).
+    """
     with _named_warnings(result.name):
-        _symmetrize_and_derive(result, raw, symmetrize, symprec, angle_tol)
+        _symmetrize_and_derive(result, raw, symmetrize, symprec, found)
 
 
 def _symmetrize_and_derive(
-    result: Prediction, raw: np.ndarray, symmetrize: bool, symprec: float, angle_tol: float
+    result: Prediction, raw: np.ndarray, symmetrize: bool, symprec: float, found: Any
 ) -> None:
     from crystensor.tensors import symmetry
     from crystensor.tensors.analysis import derived_properties
@@ -470,8 +639,8 @@ def _symmetrize_and_derive(
         return
     kind = result.kind
     raw = _exact_index_symmetry(raw, kind)
-    try:
-        group = symmetry.point_group_of(result.structure, symprec, angle_tol)
+    try:  # = symmetry.point_group_of(structure), with spglib's part done beforehand
+        group = symmetry._point_group_from_found(result.structure, found, symprec)
     except ValueError as err:
         result.error = str(err)
         return
@@ -575,6 +744,12 @@ def predict_results(
     -------
     list of Prediction
         In input order; check ``.error`` (``.ok``) of each.
+
+    Notes
+    -----
+    For 100 structures or more, spglib's symmetry search (a few ms per structure, as long as
+    the network) runs ahead in a worker process (``sys.executable -c ...``, numpy and spglib
+    only) while this one builds graphs and runs the network; the results are the same.
 
     Raises
     ------

@@ -23,11 +23,14 @@ from pymatgen.core.tensors import Tensor
 from pymatgen.io.ase import AseAtomsAdaptor
 
 import crystensor
+from crystensor import predict as predict_module
 from crystensor import pretrained
 from crystensor.data import elements
-from crystensor.data.dataset import GraphDataset
+from crystensor.data.dataset import GraphDataset, _collate, graph_to_data
 from crystensor.data.featurize import featurize
+from crystensor.data.graph import build_graph
 from crystensor.errors import InputError
+from crystensor.io.structures import _parse_plain_poscar, atoms_to_structure
 from crystensor.models import build_model, preset
 from crystensor.predict import Predictor, load_predictor, model_info, predict_results, read_inputs
 from crystensor.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -220,7 +223,138 @@ def test_the_graph_is_the_training_graph(tmp_path, predictors):
             assert torch.equal(getattr(stored, name), getattr(built, name)), name
 
 
+def test_the_batch_is_pygs_batch(predictors):
+    """The model gets the same tensors as from PyG's Batch (which prediction does not import)."""
+    from torch_geometric.data import Batch
+
+    predictor = predictors["elastic"]
+    structures = [build() for build in STRUCTURES.values()]
+    ours = _collate([predictor.graph(s) for s in structures])
+    pyg = Batch.from_data_list([graph_to_data(build_graph(s, 5.0)) for s in structures])
+    for name in ("x", "pos", "cell", "edge_index", "edge_shift", "batch"):
+        assert torch.equal(getattr(ours, name), getattr(pyg, name)), name
+    assert ours.num_graphs == pyg.num_graphs
+    with torch.inference_mode():
+        assert torch.equal(predictor.model(ours)["irreps"], predictor.model(pyg)["irreps"])
+
+
+# -- the symmetry worker ----------------------------------------------------------------------
+
+
+def _fields(result) -> tuple:
+    return (
+        result.error,
+        result.point_group,
+        result.space_group,
+        result.space_group_number,
+        result.symmetry_violation,
+        result.properties,
+        None if result.raw is None else result.raw.tolist(),
+        None if result.symmetrized is None else result.symmetrized.tolist(),
+    )
+
+
+MIXED = [*(rattled(build()) for build in STRUCTURES.values()), americium(), isolated_cs()]
+MIXED += sorted(EXAMPLES.glob("*.POSCAR"))  # 13 inputs, two of which fail
+
+
+@pytest.fixture(scope="module")
+def searched_here(predictors) -> list[tuple]:
+    """The results of MIXED with the symmetry searched in this process (too few for a worker)."""
+    assert len(MIXED) < predict_module._WORKER_MIN_STRUCTURES
+    results = predictors["piezoelectric"].predict_results(MIXED, batch_size=4)
+    assert sum(r.ok for r in results) == len(MIXED) - 2
+    return [_fields(r) for r in results]
+
+
+def _with_worker(predictor, monkeypatch) -> tuple[list[tuple], list]:
+    """Results of MIXED with a symmetry worker, and the workers started."""
+    workers = []
+    init = predict_module._SymmetryWorker.__init__
+
+    def spied(self, *args):
+        workers.append(self)
+        init(self, *args)
+
+    monkeypatch.setattr(predict_module, "_WORKER_MIN_STRUCTURES", 1)
+    monkeypatch.setattr(predict_module._SymmetryWorker, "__init__", spied)
+    results = predictor.predict_results(MIXED, batch_size=4)
+    return [_fields(r) for r in results], workers
+
+
+def test_the_symmetry_worker_changes_nothing(predictors, searched_here, monkeypatch):
+    """Searched in a worker process (many structures) or here (a few): the same results."""
+    results, workers = _with_worker(predictors["piezoelectric"], monkeypatch)
+    assert results == searched_here
+    assert len(workers) == 1 and not workers[0]._broken
+    assert workers[0]._process.returncode is not None  # finished and reaped
+
+
+@pytest.mark.parametrize("failure", ["crash", "no python"])
+def test_a_failing_symmetry_worker_falls_back(predictors, searched_here, monkeypatch, failure):
+    if failure == "crash":  # answers for the first three cells, then dies
+        code = predict_module._WORKER_CODE.replace("in cells:", "in cells[:3]:")
+        monkeypatch.setattr(predict_module, "_WORKER_CODE", code + "\nsys.exit(3)")
+    else:
+        monkeypatch.setattr(sys, "executable", str(Path("/nonexistent/python")))
+    results, workers = _with_worker(predictors["piezoelectric"], monkeypatch)
+    assert results == searched_here
+    assert len(workers) == 1 and workers[0]._broken
+
+
 # -- inputs and outputs -----------------------------------------------------------------------
+
+
+def _ase_read(text: str) -> Structure:
+    from ase.io import read
+
+    return atoms_to_structure(read(io.StringIO(text), format="vasp"), "test")
+
+
+def _poscar_variants() -> dict[str, str]:
+    zno = (EXAMPLES / "ZnO-mp-2133.POSCAR").read_text()
+    lines = zno.split("\n")
+    n = sum(int(c) for c in lines[6].split())
+    structure = Structure.from_str(zno, fmt="poscar")
+    return {
+        "direct": zno,
+        "selective dynamics": "\n".join(
+            [*lines[:7], "Selective dynamics", lines[7]]
+            + [f"{line} T T F" for line in lines[8 : 8 + n]]
+        ),
+        "three scale factors": "\n".join([lines[0], "1.01 0.99 1.0", *lines[2:]]),
+        "cartesian": "\n".join(
+            [*lines[:7], "Cartesian"]
+            + [" ".join(repr(float(v)) for v in x) for x in structure.cart_coords]
+        ),
+        "POTCAR labels": "\n".join([*lines[:5], "Zn_pv/a1b2c3 O_s", *lines[6:]]),
+    }
+
+
+@pytest.mark.parametrize("layout", list(_poscar_variants()))
+def test_plain_poscars_are_read_as_ase_reads_them(layout):
+    text = _poscar_variants()[layout]
+    ours, theirs = _parse_plain_poscar(text), _ase_read(text)
+    assert ours is not None
+    np.testing.assert_array_equal(ours.lattice.matrix, theirs.lattice.matrix)
+    np.testing.assert_array_equal(ours.frac_coords, theirs.frac_coords)
+    np.testing.assert_array_equal(ours.cart_coords, theirs.cart_coords)
+    assert ours.species == theirs.species
+
+
+def test_other_poscars_are_left_to_ase():
+    lines = _poscar_variants()["direct"].split("\n")
+    n = sum(int(c) for c in lines[6].split())
+    others = {
+        "VASP 4 (symbols in the comment)": "\n".join([*lines[:5], *lines[6:]]),
+        "negative scale (a volume)": "\n".join([lines[0], "-47.6", *lines[2:]]),
+        "velocities": "\n".join([*lines[: 8 + n], "", *["0.1 0.0 0.0"] * n]),
+        "fewer symbols than counts": "\n".join([*lines[:5], "Zn", *lines[6:]]),
+        "truncated": "\n".join(lines[: 8 + n - 1]),
+        "unknown element": "\n".join([*lines[:5], "Zn Qq", *lines[6:]]),
+    }
+    for name, text in others.items():
+        assert _parse_plain_poscar(text) is None, name
 
 
 def test_pymatgen_objects_and_the_lazy_top_level_function(checkpoints):
@@ -234,6 +368,37 @@ def test_pymatgen_objects_and_the_lazy_top_level_function(checkpoints):
     assert type(eps) is Tensor and eps.shape == (3, 3)
     results = crystensor.predict_results([structure], model=checkpoints["elastic"])
     np.testing.assert_allclose(results[0].voigt, c.voigt, rtol=1e-5, atol=1e-9)
+
+
+def test_predicting_imports_only_what_it_needs(checkpoints):
+    """torch._dynamo (via e3nn), PyG, ase.io, scipy.optimize and pymatgen's VASP and symmetry
+    modules cost seconds of start-up; predicting a POSCAR needs none of them."""
+    code = (
+        "import sys; from crystensor.predict import predict_results; "
+        f"(r,) = predict_results({str(EXAMPLES / 'ZnO-mp-2133.POSCAR')!r}, "
+        f"model={str(checkpoints['elastic'])!r}); assert r.ok, r.error; "
+        "heavy = ('torch._dynamo', 'torch_geometric', 'ase.io', 'scipy.optimize', "
+        "'pymatgen.io.vasp', 'pymatgen.symmetry.analyzer'); "
+        "print(sorted(m for m in heavy if m in sys.modules)); "
+        "import torch.compiler, torch._dynamo; "
+        "print(torch.compiler.disable.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "torch.compiler"]
+
+
+def test_e3nn_defers_to_torch_compiler_disable_once_dynamo_is_loaded():
+    code = (
+        "import sys; from crystensor.predict import _import_e3nn_without_dynamo; "
+        "_import_e3nn_without_dynamo(); print('torch._dynamo' in sys.modules); "
+        "from e3nn.o3 import change_basis_real_to_complex as f; before = f(2); "
+        "import torch, torch._dynamo; print(torch.equal(f(2), before)); "
+        "g = lambda: f(1).abs().sum() * 2; "
+        "print(torch.compile(g, backend='eager')().item() == g().item())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = out.stdout.split("\n")
+    assert lines[:3] == ["False", "True", "True"]
 
 
 def test_import_crystensor_does_not_import_torch():

@@ -27,9 +27,11 @@ The store is opened lazily in each process, so the dataset works with
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -192,16 +194,45 @@ def graph_to_data(
     """
     from torch_geometric.data import Data
 
+    tensors = _graph_tensors(graph, dtype, node_features)
+    return Data(**tensors, num_nodes=len(tensors["z"]), **fields)
+
+
+def _graph_tensors(
+    graph: Any, dtype: torch.dtype, node_features: np.ndarray | None = None
+) -> dict[str, torch.Tensor]:
+    """The tensors of :func:`graph_to_data`, without importing PyG (for ``crystensor predict``)."""
     z = torch.from_numpy(np.asarray(graph.atomic_numbers).astype(np.int64))
     x = node_features if node_features is not None else elements.node_features(z.numpy())
     # torch.tensor copies: pymatgen's arrays (the lattice matrix) are read-only
-    return Data(
+    return dict(
         z=z,
         x=torch.tensor(np.asarray(x), dtype=dtype),
         pos=torch.tensor(np.asarray(graph.positions), dtype=dtype),
         cell=torch.tensor(np.asarray(graph.cell), dtype=dtype).unsqueeze(0),
         edge_index=torch.from_numpy(np.asarray(graph.edge_index).astype(np.int64)),
         edge_shift=torch.tensor(np.asarray(graph.edge_shift).astype(np.float64), dtype=dtype),
-        num_nodes=len(z),
-        **fields,
+    )
+
+
+def _collate(graphs: Sequence[Any], device: torch.device | str = "cpu") -> SimpleNamespace:
+    """What ``torch_geometric.data.Batch.from_data_list`` makes of the fields a model reads.
+
+    ``x``, ``pos``, ``cell`` (to ``(B, 3, 3)``) and ``edge_shift`` concatenated, ``edge_index``
+    offset by the nodes of the graphs before, the ``batch`` vector and ``num_graphs``: the same
+    tensors, bit for bit, without PyG's import (0.5 s) and bookkeeping.
+    """
+    sizes = [len(g.pos) for g in graphs]
+    offsets = itertools.accumulate(sizes[:-1], initial=0)
+    edge_index = [g.edge_index + offset for g, offset in zip(graphs, offsets, strict=True)]
+    tensors = dict(
+        x=torch.cat([g.x for g in graphs]),
+        pos=torch.cat([g.pos for g in graphs]),
+        cell=torch.cat([g.cell for g in graphs]),
+        edge_index=torch.cat(edge_index, dim=1),
+        edge_shift=torch.cat([g.edge_shift for g in graphs]),
+        batch=torch.repeat_interleave(torch.arange(len(graphs)), torch.tensor(sizes)),
+    )
+    return SimpleNamespace(
+        **{name: t.to(device) for name, t in tensors.items()}, num_graphs=len(graphs)
     )

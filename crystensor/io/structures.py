@@ -3,9 +3,11 @@
 :func:`read_structure` reads one structure from a file; :func:`read_structures` reads every
 structure a file holds (all frames of an extended XYZ file) and standard input (``-``, a POSCAR).
 
-POSCAR files go through ASE's VASP reader first: pymatgen's imports all of its VASP output
-parsers with it (about 1 s, a third of the start-up of ``crystensor predict``). The structure
-is the same; pymatgen reads the POSCARs ASE refuses.
+POSCAR files are read here when they have the plain VASP 5 layout (a line of element symbols
+above the counts, no velocities): importing pymatgen's POSCAR reader imports all of its VASP
+output parsers (about 1 s) and ASE's imports ``ase.io`` (0.5 s), a third of the start-up of
+``crystensor predict`` either way. The numbers are those ASE's reader gives, bit for bit. Other
+POSCARs go through ASE's reader, and pymatgen reads the ones ASE refuses.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def read_structure(path: str | Path) -> Structure:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"structure file {str(p)!r} does not exist; check the path")
-    structure = _poscar_with_ase(p) if _is_poscar_name(p) else None
+    structure = _read_poscar(p) if _is_poscar_name(p) else None
     if structure is None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -70,6 +72,68 @@ def read_structure(path: str | Path) -> Structure:
 def _is_poscar_name(p: Path) -> bool:
     name = p.name.lower()
     return any(stem in name for stem in _POSCAR_STEMS) or name.endswith(_POSCAR_SUFFIXES)
+
+
+def _read_poscar(path: Path) -> Structure | None:
+    """A POSCAR (plain layout parsed here, else by ASE), or None if neither can read it."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):  # e.g. compressed: ASE knows
+        text = None
+    structure = None if text is None else _parse_plain_poscar(text)
+    return structure if structure is not None else _poscar_with_ase(path)
+
+
+def _parse_plain_poscar(text: str) -> Structure | None:
+    """The structure ASE's VASP reader + :func:`atoms_to_structure` give, for a plain POSCAR.
+
+    Plain: comment; one positive scale factor or three; three lattice vectors; element symbols
+    (VASP 5); counts; optional ``Selective dynamics``; ``Direct`` or ``Cartesian``; one line per
+    atom; nothing but blank lines after them. Returns None for anything else, for ASE to read.
+    The arithmetic is ASE's (``cell * scale``, ``fractional @ cell``), so the structure is
+    identical to the one read through ASE.
+    """
+    import numpy as np
+    from ase.data import atomic_numbers  # the symbols ASE accepts (ase.data is light)
+    from pymatgen.core import Lattice, Structure
+
+    lines = text.split("\n")
+    try:
+        scale = []
+        for word in lines[1].split()[:3]:
+            scale.append(float(word))
+        if len(scale) not in (1, 3) or min(scale) <= 0:
+            return None
+        cell = np.array([lines[2 + i].split()[:3] for i in range(3)], dtype=float)
+        cell *= np.array(scale)
+        symbols, counts = lines[5].split(), lines[6].split()
+        if symbols[0].isdigit() or any("!" in c for c in counts) or len(symbols) < len(counts):
+            return None  # VASP 4 (symbols in the comment) or annotated counts
+        symbols = [s.split("/")[0].split("_")[0] for s in symbols]  # POTCAR labels: Na_pv/hash
+        species = [s for s, n in zip(symbols, counts, strict=False) for _ in range(int(n))]
+        mode = lines[7].strip()
+        selective = mode[0].lower() == "s"
+        if selective:
+            mode = lines[8].strip()
+        cartesian = mode[0].lower() in "ck"
+        start = 9 if selective else 8
+        rows = [lines[start + i].split() for i in range(len(species))]
+    except (ValueError, IndexError):
+        return None
+    if any(line.strip() for line in lines[start + len(species) :]):
+        return None  # velocities or other blocks: ASE's reader checks them
+    if not species or not all(s in atomic_numbers for s in species):
+        return None
+    if not cell.any(axis=1).all():  # a missing lattice vector: ASE's path names the error
+        return None
+    if any(len(row) < (6 if selective else 3) for row in rows):
+        return None
+    try:
+        coords = np.array([[float(w) for w in row[:3]] for row in rows])
+    except ValueError:
+        return None
+    positions = coords * np.array(scale) if cartesian else coords @ cell
+    return Structure(Lattice(cell), species, positions, coords_are_cartesian=True)
 
 
 def _poscar_with_ase(source: Path | IO[str]) -> Structure | None:
@@ -173,7 +237,9 @@ def _read_stdin() -> Structure:
     text = sys.stdin.read()
     if not text.strip():
         raise InputError("standard input is empty; pipe a POSCAR into '-'")
-    structure = _poscar_with_ase(io.StringIO(text))
+    structure = _parse_plain_poscar(text)
+    if structure is None:
+        structure = _poscar_with_ase(io.StringIO(text))
     if structure is None:
         try:
             structure = Structure.from_str(text, fmt="poscar")

@@ -22,7 +22,6 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.optimize import minimize
 
 from crystensor.tensors.voigt import from_voigt, to_voigt
 
@@ -485,6 +484,10 @@ def _refine(t: np.ndarray, start: np.ndarray) -> tuple[float, np.ndarray]:
     Optimises over the tangent plane at ``start``: u(x) = v / |v|, v = start + B x, where f is
     smooth and its Hessian non-singular near the maximum (no radial flat direction).
     """
+    # Imported here: scipy.optimize takes 0.3 s to import, a tenth of `crystensor predict`'s
+    # start-up, and only the piezoelectric properties need it.
+    from scipy.optimize import minimize
+
     basis = np.linalg.svd(start[None, :])[2][1:].T  # (3, 2) orthonormal, orthogonal to start
 
     def negative(x: np.ndarray) -> tuple[float, np.ndarray]:

@@ -236,6 +236,20 @@ def test_bad_invocations(tmp_path, model):
     assert run(str(SI), "-t", "band-gap").exit_code == 2  # not a choice
 
 
+def test_one_poscar_loads_only_what_it_needs(model):
+    """The start-up of `crystensor predict ONE.POSCAR` (aim: < 3 s) pays for none of these."""
+    code = (
+        "import sys; from crystensor.cli.app import app; "
+        f"app(['predict', {str(ZNO)!r}, '-m', {str(model)!r}], standalone_mode=False); "
+        "heavy = ('torch._dynamo', 'torch_geometric', 'ase.io', 'scipy.optimize', "
+        "'pymatgen.io.vasp', 'pymatgen.symmetry.analyzer'); "
+        "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "Point group 6mm" in out.stdout
+    assert out.stderr.strip().splitlines()[-1] == "[]"
+
+
 def test_importing_the_command_is_light():
     code = (
         "import sys, crystensor.cli.predict; "

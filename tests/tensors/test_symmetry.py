@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import json
 import subprocess
@@ -15,6 +16,8 @@ from crystensor.tensors.kinds import get_kind
 from crystensor.tensors.symmetry import (
     POINT_GROUPS,
     PointGroup,
+    _projector,
+    _spglib_cell,
     crystal_system_of,
     independent_component_table,
     independent_components,
@@ -163,6 +166,18 @@ def test_point_group_validation() -> None:
     assert "order=2" in repr(g)
 
 
+def test_groups_closed_by_construction_skip_only_the_closure_check() -> None:
+    four = point_group_from_symbol("4").rotations
+    # what point_group_of and point_group_from_symbol use; the caller vouches for closure ...
+    assert PointGroup("4", "tetragonal", four, _closed=True).order == 4
+    PointGroup("4", "tetragonal", four[[0, 1, 3, 2]], _closed=True)  # not checked
+    # ... but not for the rest
+    with pytest.raises(ValueError, match="not orthogonal"):
+        PointGroup("1", "triclinic", 1.01 * np.eye(3)[None], _closed=True)
+    with pytest.raises(ValueError, match="order 8"):
+        PointGroup("4/m", "tetragonal", four, _closed=True)
+
+
 # --- counting --------------------------------------------------------------------------------
 
 
@@ -205,6 +220,17 @@ def test_projection_is_the_group_average(rng: np.random.Generator, kind: str, sy
     t = random_tensor(rng, kind)
     brute = sum(rotate(t, g) for g in group.rotations) / group.order
     np.testing.assert_allclose(project_to_point_group(t, group), brute, atol=1e-12)
+
+
+@pytest.mark.parametrize("rank", [0, 1, 2, 3, 4])
+def test_projector_matrix_is_the_mean_of_the_kronecker_powers(
+    rng: np.random.Generator, rank: int
+) -> None:
+    for symbol in POINT_GROUPS:
+        group = random_group(rng, symbol)
+        powers = [functools.reduce(np.kron, [g] * rank, np.ones((1, 1))) for g in group.rotations]
+        matrix = _projector(group, rank).matrix
+        np.testing.assert_allclose(matrix, np.mean(powers, axis=0), atol=1e-14, rtol=0)
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3, 4])
@@ -469,6 +495,25 @@ def test_point_group_of_supercell(name: str) -> None:
     assert super_group.symbol == group.symbol
     assert super_group.space_group_number == group.space_group_number
     assert same_rotation_sets(super_group.rotations, group.rotations, atol=1e-12)
+
+
+def test_spglib_sees_the_cell_spacegroupanalyzer_gives_it() -> None:
+    """point_group_of calls spglib directly, on the cell pymatgen's analyzer would build."""
+    from pymatgen.core import Lattice, Species, Structure
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    spinel_like = Structure(
+        Lattice.cubic(8.1),
+        [Species("Fe", 3), Species("Fe", 2), "O", Species("Fe", 3), "O"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.25, 0.25, 0.25], [0.5, 0, 0.5], [0.75, 0.75, 0.75]],
+    )
+    for structure in [*(build() for build, *_ in STRUCTURES.values()), spinel_like]:
+        lattice, frac, numbers = _spglib_cell(structure)
+        theirs = SpacegroupAnalyzer(structure)._cell
+        np.testing.assert_array_equal(lattice, np.array(theirs[0]))
+        np.testing.assert_array_equal(frac, np.array(theirs[1]))
+        assert numbers == list(theirs[2])
+    assert _spglib_cell(spinel_like)[2] == [1, 2, 3, 1, 3]
 
 
 def test_point_group_of_rejects_non_structures() -> None:
