@@ -75,23 +75,7 @@ def finetune(
     if data is None or output is None:
         raise InputError("pass --data STORE.h5 and --output RUN_DIR")
     quiet = logging.getLogger("crystensor").getEffectiveLevel() > logging.WARNING
-    settings = given(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        schedule=schedule,
-        min_lr=min_lr,
-        weight_decay=weight_decay,
-        loss=loss,
-        loss_function=loss_function,
-        clip_grad=clip_grad,
-        patience=patience,
-        seed=seed,
-        device=device,
-        compile=compile,
-        workers=workers,
-        freeze=freeze,
-    )
+    settings = given(locals())
     config = train_config(settings)
     config = config.replace(backbone_lr=config.lr / 10 if backbone_lr is None else backbone_lr)
     result = run.finetune(

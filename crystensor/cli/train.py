@@ -147,22 +147,7 @@ def train(
     from crystensor.train import run
 
     quiet = logging.getLogger("crystensor").getEffectiveLevel() > logging.WARNING
-    settings = given(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        schedule=schedule,
-        min_lr=min_lr,
-        weight_decay=weight_decay,
-        loss=loss,
-        loss_function=loss_function,
-        clip_grad=clip_grad,
-        patience=patience,
-        seed=seed,
-        device=device,
-        compile=compile,
-        workers=workers,
-    )
+    settings = given(locals())
     model = {
         k: v
         for k, v in dict(

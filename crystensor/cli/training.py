@@ -15,9 +15,32 @@ if TYPE_CHECKING:
 _FIELD = {"workers": "num_workers"}
 
 
-def given(**options: Any) -> dict[str, Any]:
-    """The options the user set (not None), keyed by TrainConfig field."""
-    return {_FIELD.get(k, k): v for k, v in options.items() if v is not None}
+# The training options train and finetune share (crystensor.cli.options), by parameter name.
+TRAINING_OPTIONS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "schedule",
+    "min_lr",
+    "weight_decay",
+    "loss",
+    "loss_function",
+    "clip_grad",
+    "patience",
+    "seed",
+    "device",
+    "compile",
+    "workers",
+    "freeze",
+)
+
+
+def given(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The training options among a command's ``parameters`` that the user set (not None),
+    keyed by TrainConfig field."""
+    return {
+        _FIELD.get(k, k): parameters[k] for k in TRAINING_OPTIONS if parameters.get(k) is not None
+    }
 
 
 def train_config(settings: dict[str, Any]):
