@@ -39,7 +39,6 @@ EXPECTED = [
     "scalar-tensor/band-gap-elastic-seconv",
     "scalar-tensor/band-gap-dielectric-seconv",
     "scalar-tensor/band-gap-piezoelectric-seconv",
-    "chained/band-gap-seconv/el",
     "chained/band-gap-seconv/el-di",
     "chained/band-gap-seconv/el-di-pz",
     "chained/band-gap-seconv/el-pz",
@@ -137,9 +136,12 @@ def test_plan_puts_every_run_after_the_one_it_starts_from(tmp_path):
     )
     stages = experiments.plan(settings)
     keys = [s.key for s in stages]
-    # the chains alone still need the scalar runs and the scalar -> dielectric run (exp. 3)
+    # the chains alone still need the scalar runs and their first links, the scalar -> elastic
+    # and scalar -> dielectric runs, each planned once
     assert keys[:2] == ["scalar/formation-energy-segnn", "scalar/band-gap-segnn"]
+    assert "scalar-tensor/band-gap-elastic-segnn" in keys
     assert "scalar-tensor/band-gap-dielectric-segnn" in keys
+    assert not any(k.endswith("/el") for k in keys)
     assert not any(k.startswith("direct/") for k in keys) and len(keys) == len(set(keys)) == 14
     for i, stage in enumerate(stages):
         if stage.parent is not None:
@@ -161,7 +163,7 @@ def test_commands_are_those_of_the_crystensor_cli():
         "--preset default --epochs 10 --patience 30 --batch-size 32 --seed 0"
     )
     assert " ".join(stages["chained/formation-energy-setransformer/el-di"].command()) == (
-        "crystensor finetune runs/paper/chained/formation-energy-setransformer/el/best.pt "
+        "crystensor finetune runs/paper/scalar-tensor/formation-energy-elastic-setransformer/best.pt "
         "-d data/dielectric.h5 -o runs/paper/chained/formation-energy-setransformer/el-di "
         "--epochs 100 --patience 30 --batch-size 32 --seed 0 --lr 0.002 --backbone-lr 0.002"
     )
