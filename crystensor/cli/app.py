@@ -12,7 +12,7 @@ import typer
 
 from crystensor import __version__
 from crystensor.cli import decompose, featurize, fetch, finetune, predict, train
-from crystensor.cli.common import configure_logging
+from crystensor.cli.common import command_help, configure_logging
 
 app = typer.Typer(
     name="crystensor",
@@ -48,12 +48,16 @@ def root(
     configure_logging(-1 if quiet else verbose)
 
 
-app.command("fetch", no_args_is_help=True)(fetch.fetch)
-app.command("featurize", no_args_is_help=True)(featurize.featurize)
-app.command("train", no_args_is_help=True)(train.train)
-app.command("finetune", no_args_is_help=True)(finetune.finetune)
-app.command("predict", no_args_is_help=True)(predict.predict)
-app.command("decompose", no_args_is_help=True)(decompose.decompose)
+for _name, _module in [
+    ("fetch", fetch),
+    ("featurize", featurize),
+    ("train", train),
+    ("finetune", finetune),
+    ("predict", predict),
+    ("decompose", decompose),
+]:
+    _command = getattr(_module, _name)
+    app.command(_name, help=command_help(_command), no_args_is_help=True)(_command)
 
 
 def main() -> None:

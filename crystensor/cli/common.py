@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import sys
@@ -32,6 +33,17 @@ def configure_logging(verbosity: int) -> None:
     handler.setLevel(level)  # a run's log file may ask the loggers for more than the console shows
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
     log.setLevel(level)
+
+
+def command_help(func: Callable[..., Any]) -> str:
+    """A command's docstring with each paragraph on one line, for ``app.command(help=...)``.
+
+    In rich markup mode typer keeps the docstring's line breaks and wraps each line again at the
+    terminal width, which splits sentences mid-line on an 80-column terminal. Paragraphs
+    (separated by a blank line) stay apart.
+    """
+    text = inspect.cleandoc(func.__doc__ or "")
+    return "\n\n".join(" ".join(p.split()) for p in text.split("\n\n") if p.strip())
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

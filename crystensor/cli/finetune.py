@@ -65,6 +65,7 @@ def finetune(
     """Fine-tune a trained network on a new store (any target).
 
     Example: [bold]crystensor finetune runs/elastic/best.pt -d dielectric.h5 -o runs/diel[/].
+
     The backbone is transferred; the head is kept when the store's target is the checkpoint's,
     else a new one is built. An interrupted fine-tuning run continues with
     [bold]crystensor train --resume RUN_DIR[/].
