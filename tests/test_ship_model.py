@@ -1,0 +1,67 @@
+"""tools/ship_model.py: a finished run becomes a shipped checkpoint and a generated model card."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crystensor.predict import load_predictor, model_info
+from crystensor.train import run
+from crystensor.train.checkpoint import load_checkpoint
+from crystensor.train.config import TrainConfig
+from tests.helpers import zno_wurtzite
+from tests.train.conftest import build_store
+
+pytestmark = pytest.mark.slow
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+ship = _load("ship_model")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("ship")
+    store = build_store(folder / "piezoelectric.h5", "piezoelectric", 24)
+    config = TrainConfig(epochs=2, batch_size=8, patience=0)
+    run.train(store, folder / "run", arch="seconv", preset_name="small", config=config)
+    return folder / "run"
+
+
+def test_a_finished_run_is_shipped_with_its_card(finished_run, tmp_path, capsys):
+    assert ship.main([str(finished_run), "--out", str(tmp_path), "--selection", "lowest val"]) == 0
+    shipped = load_checkpoint(tmp_path / "piezoelectric.pt")
+    best = load_checkpoint(finished_run / "best.pt")
+    assert set(shipped.training) == {"train_config", "epoch", "history"}
+    assert set(shipped.state_dict) == set(best.state_dict)
+    card = (tmp_path / "piezoelectric.md").read_text()
+    test = best.metrics["test"]
+    # every number is the run's own, not typed in
+    assert f"{test['mae']:.4g} C/m^2 (validation {best.metrics['val']['mae']:.4g})" in card
+    assert f"train {len(best.split['train'])}, validation {len(best.split['val'])}" in card
+    assert "**Why this model:** lowest val" in card and "seconv" in card
+    assert "Na" in card.split("Seen in training")[1]  # elements of the tiny cells
+    # the shipped file predicts exactly like the run's best.pt
+    a = load_predictor(model=tmp_path / "piezoelectric.pt").predict_results([zno_wurtzite()])
+    b = load_predictor(model=finished_run / "best.pt").predict_results([zno_wurtzite()])
+    assert np.array_equal(a[0].tensor, b[0].tensor) and np.abs(a[0].tensor).max() > 0
+    assert model_info(model=tmp_path / "piezoelectric.pt")["arch"] == "seconv"
+
+
+def test_an_unfinished_run_or_a_wrong_target_is_refused(finished_run, tmp_path, capsys):
+    assert ship.main([str(finished_run), "--out", str(tmp_path), "--target", "elastic"]) == 2
+    assert "predicts piezoelectric, not elastic" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -1,0 +1,255 @@
+"""Ship a trained run as the default model of a target: checkpoint and model card.
+
+Writes ``crystensor/pretrained/TARGET.pt`` (the run's ``best.pt`` without optimizer and RNG
+state) and ``TARGET.md``, a model card built from what the run recorded, so that no number in
+the card is typed by hand: the data (graph store, record files and the shared-data files they
+came from, counts, split), the architecture and its size, the training command, the best epoch,
+the test metrics (per-component Voigt MAE, Frobenius error, EwT, per crystal system), the
+elements and value range seen in training, the date and the package version.
+
+    .venv/bin/python tools/ship_model.py RUN_DIR [--target TARGET] [--selection TEXT]
+        [--out crystensor/pretrained]
+
+``--selection`` is a sentence on why this run was chosen (e.g. the validation MAE of the other
+architectures); it goes into the card verbatim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Record files written by examples/build_stores.sh and build_shipped_stores.sh -> where in
+# ../shared/data they come from, and the reference to cite.
+ORIGINS = {
+    "elastic.jsonl.gz": (
+        "`matminer-2018/elastic_tensor.csv.gz`, `elastic_tensor_original` in the `poscar` frame",
+        "de Jong et al. 2015, Sci. Data 2:150009",
+    ),
+    "elastic-stn.jsonl.gz": (
+        "`straintensornet-mp/mp_elastic_ieee.json.gz` (Materials Project, IEEE frame, rotated "
+        "into the structure's frame)",
+        "StrainTensorNet (Materials Project elastic data)",
+    ),
+    "dielectric.jsonl.gz": (
+        "`matminer-2018/dielectric_constant.csv.gz`, `e_total` in the `poscar` frame",
+        "Petousis et al. 2017, Sci. Data 4:160134",
+    ),
+    "dielectric-electronic.jsonl.gz": (
+        "`matminer-2018/dielectric_constant.csv.gz`, `e_electronic` in the `poscar` frame",
+        "Petousis et al. 2017, Sci. Data 4:160134",
+    ),
+    "dielectric-electronic-born.jsonl.gz": (
+        "`e3nn-born-dielectric/phonon_becs_epsilon.xyz.gz`, `eps` in the frame of the stored "
+        "lattice",
+        "Materials Project phonon / Born-charge data as packaged by e3nn",
+    ),
+    "piezoelectric.jsonl.gz": (
+        "`matminer-2018/piezoelectric_tensor.csv.gz`, IEEE frame rotated into the `poscar` "
+        "frame, inconsistent entries dropped",
+        "de Jong et al. 2015, Sci. Data 2:150053",
+    ),
+}
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def _store_facts(path: Path, split: dict[str, list[str]]) -> dict[str, Any]:
+    """Sources, size, split settings, elements and target range of the training split."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "r") as f:
+        attrs = dict(f.attrs)
+        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in f["ids"][:]]
+        train = set(split["train"])
+        rows = np.array([i in train for i in ids])
+        node_offsets = f["node_offsets"][:]
+        numbers = f["atomic_numbers"][:]
+        norms = np.linalg.norm(f["target_cartesian"][:].reshape(len(ids), -1), axis=1)[rows]
+        elements = {
+            int(z)
+            for g in np.flatnonzero(rows)
+            for z in numbers[node_offsets[g] : node_offsets[g + 1]]
+        }
+    return {
+        "n_graphs": int(attrs["n_graphs"]),
+        "sources": json.loads(attrs["sources"]),
+        "split_method": str(attrs["split_method"]),
+        "split_seed": int(attrs["split_seed"]),
+        "split_fractions": json.loads(attrs["split_fractions"])
+        if isinstance(attrs["split_fractions"], str)
+        else [float(x) for x in attrs["split_fractions"]],
+        "elements": sorted(elements),
+        "norm_percentiles": [float(np.percentile(norms, q)) for q in (5, 50, 95, 100)],
+    }
+
+
+def _voigt_table(metrics: dict[str, Any]) -> list[str]:
+    labels = metrics["voigt_labels"]
+    lines = ["| | " + " | ".join(labels["columns"]) + " |"]
+    lines.append("|---" * (len(labels["columns"]) + 1) + "|")
+    for row, values in zip(labels["rows"], metrics["component_mae"], strict=True):
+        lines.append(f"| **{row}** | " + " | ".join(_num(v, 3) for v in values) + " |")
+    return lines
+
+
+def model_card(checkpoint: Any, facts: dict[str, Any], selection: str | None) -> str:
+    """The Markdown model card of ``checkpoint`` (a :class:`Checkpoint` of a finished run)."""
+    from pymatgen.core.periodic_table import Element
+
+    from crystensor.tensors.kinds import PROPERTIES
+
+    metrics = checkpoint.metrics
+    test, val = metrics["test"], metrics["val"]
+    prop = PROPERTIES[checkpoint.target]
+    kind = prop.tensor_kind
+    units = test["units"]
+    u = f" {units}" if units else ""  # dielectric tensors have none
+    config = dict(checkpoint.config)
+    counts = {name: len(ids) for name, ids in checkpoint.split.items()}
+    params = None
+    try:
+        params = sum(p.numel() for p in checkpoint.build_model().parameters())
+    except Exception:  # the card is still useful without the count
+        params = None
+    command = " ".join(str(a) for a in checkpoint.meta.get("command", []))
+    command = command.replace(".venv/bin/crystensor", "crystensor")
+    train_config = checkpoint.training.get("train_config", {})
+    elements = [Element.from_Z(z).symbol for z in facts["elements"]]
+    today = datetime.date.today().isoformat()
+    p5, p50, p95, pmax = facts["norm_percentiles"]
+    lines = [
+        f"# Shipped model: {checkpoint.target}",
+        "",
+        f"Predicts the {prop.description} ({units or 'unitless'}, rank {kind.rank}, irreps "
+        f"`{kind.irreps}`) of a crystal structure, in the Cartesian frame of the structure.",
+        "",
+        "## Model",
+        f"- **Architecture:** {checkpoint.arch}" + (f", {params:,} parameters" if params else ""),
+        "- **Hyperparameters:** "
+        + ", ".join(
+            f"{k} {v}"
+            for k, v in config.items()
+            if k not in ("arch", "target", "num_node_features") and not isinstance(v, dict)
+        ),
+        f"- **Featurization:** radius graph, cutoff {checkpoint.featurization['cutoff']} Å, "
+        f"atom features `{checkpoint.featurization['feature_set']}`.",
+        f"- **Best epoch:** {metrics['best_epoch']} of {metrics['epochs_run']} run"
+        + (" (stopped early)" if metrics.get("stopped_early") else ""),
+    ]
+    if selection:
+        lines.append(f"- **Why this model:** {selection}")
+    lines += [
+        "",
+        "## Data",
+        f"- **Graph store:** `{metrics['store']}`, {facts['n_graphs']} structures, from:",
+    ]
+    for source in facts["sources"]:
+        origin, _ = ORIGINS.get(source["file"], (source["file"], None))
+        records = f" ({source['records']} records)" if "records" in source else ""
+        lines.append(f"  - `{source['file']}`{records}: {origin}")
+    lines += [
+        f"- **Split:** {facts['split_method']} by material id, seed {facts['split_seed']}, "
+        f"fractions {'/'.join(f'{x:g}' for x in facts['split_fractions'])}: "
+        f"train {counts['train']}, validation {counts['val']}, test {counts['test']}.",
+        f"- **Seen in training:** {len(elements)} elements ({' '.join(elements)}); Frobenius "
+        f"norm of the training tensors: 5 % {_num(p5, 3)}, median {_num(p50, 3)}, 95 % "
+        f"{_num(p95, 3)}, max {_num(pmax, 3)}{u}.",
+        "",
+        "## Training",
+        f"- **Command:** `{command}`" if command else "- **Command:** not recorded",
+        "- **Settings:** "
+        + ", ".join(f"{k} {v}" for k, v in train_config.items() if k not in ("device",)),
+        "",
+        "## Test metrics (held-out test split, best-validation weights)",
+        f"- **MAE (mean of the Voigt components):** {_num(test['mae'])}{u} "
+        f"(validation {_num(val['mae'])})",
+        f"- **Largest component MAE:** {_num(test['max_component_mae'])} ({test['max_component']})",
+        f"- **Frobenius MAE:** {_num(test['frobenius_mae'])}{u}; median relative "
+        f"Frobenius error {_num(test.get('relative_frobenius_median'), 3)}",
+        "- **EwT** (share of test tensors with relative Frobenius error below the threshold): "
+        + ", ".join(f"{k} % {100 * v:.1f} %" for k, v in test["ewt"].items()),
+        "",
+        f"Per-component MAE{u and f' ({units})'} in Voigt notation:",
+        "",
+        *_voigt_table(test),
+        "",
+        "Per crystal system:",
+        "",
+        "| crystal system | n | MAE | Frobenius MAE | EwT25 |",
+        "|---|---|---|---|---|",
+    ]
+    for system, m in test.get("per_crystal_system", {}).items():
+        lines.append(
+            f"| {system} | {m['n']} | {_num(m['mae'])} | {_num(m['frobenius_mae'])} | "
+            f"{100 * m['ewt']['25']:.1f} % |"
+        )
+    cites = sorted({ORIGINS[s["file"]][1] for s in facts["sources"] if s["file"] in ORIGINS})
+    lines += [
+        "",
+        "## Limits",
+        "- Trained on DFT (PBE) tensors of relaxed, ordered Materials Project structures; "
+        "structures far from these (other elements, disordered, strained, molecules) are "
+        "extrapolation.",
+        "- The prediction is projected onto the structure's point group by default "
+        "(`--no-symmetrize` shows the raw output).",
+        "",
+        "## Citation",
+        "Materials Project (Jain et al. 2013, APL Mater. 1:011002); "
+        + "; ".join(c for c in cites)
+        + ".",
+        "",
+        f"Shipped {today} with crystensor {checkpoint.versions.get('crystensor', '?')} "
+        f"(torch {checkpoint.versions.get('torch', '?')}, e3nn "
+        f"{checkpoint.versions.get('e3nn', '?')}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--target", help="default: the run's target")
+    parser.add_argument("--selection", help="why this run was chosen (goes into the card)")
+    parser.add_argument("--out", type=Path, default=REPO / "crystensor" / "pretrained")
+    args = parser.parse_args(argv)
+
+    from crystensor.io.atomic import atomic_open
+    from crystensor.train.checkpoint import load_checkpoint, save_checkpoint
+
+    best = args.run_dir / "best.pt"
+    checkpoint = load_checkpoint(best)
+    if not checkpoint.metrics or "test" not in checkpoint.metrics:
+        print(f"{best} has no test metrics: the run has not finished", file=sys.stderr)
+        return 2
+    target = args.target or checkpoint.target
+    if target != checkpoint.target:
+        print(f"{best} predicts {checkpoint.target}, not {target}", file=sys.stderr)
+        return 2
+    store = Path(checkpoint.meta.get("store_path") or "")
+    if not store.is_file():
+        run = json.loads((args.run_dir / "run.json").read_text())
+        store = Path(run["stages"][-1]["store"]["path"])
+    facts = _store_facts(store, checkpoint.split)
+    card = model_card(checkpoint, facts, args.selection)
+    shipped = checkpoint.without_training_state()
+    save_checkpoint(shipped, args.out / f"{target}.pt")
+    with atomic_open(args.out / f"{target}.md", "w") as fh:
+        fh.write(card)
+    size = (args.out / f"{target}.pt").stat().st_size
+    print(f"wrote {args.out / f'{target}.pt'} ({size / 1e6:.2f} MB) and {target}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
