@@ -163,8 +163,8 @@ def test_commands_are_those_of_the_crystensor_cli():
         "--preset default --epochs 10 --patience 30 --batch-size 32 --seed 0"
     )
     assert " ".join(stages["chained/formation-energy-setransformer/el-di"].command()) == (
-        "crystensor finetune runs/paper/scalar-tensor/formation-energy-elastic-setransformer/best.pt "
-        "-d data/dielectric.h5 -o runs/paper/chained/formation-energy-setransformer/el-di "
+        "crystensor finetune "
+        "runs/paper/scalar-tensor/formation-energy-elastic-setransformer/best.pt -d data/dielectric.h5 -o runs/paper/chained/formation-energy-setransformer/el-di "
         "--epochs 100 --patience 30 --batch-size 32 --seed 0 --lr 0.002 --backbone-lr 0.002"
     )
     config = stages["direct/elastic-segnn"].config
@@ -327,3 +327,37 @@ def test_missing_stores_stop_before_training(tmp_path, capsys):
     code = experiments.main(["run", "--stores", str(tmp_path), "--runs", str(tmp_path / "r")])
     assert code == 2 and "missing store" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+baselines = _load("baselines")
+
+
+def test_structure_blind_baselines(tmp_path):
+    path = _elastic_store_with_cubic_cells(tmp_path / "elastic.h5", 30, 8)
+    store = baselines.read_store(path)
+    result = baselines.baselines(store)
+    true = store["tensors"][store["split"] == "test"]
+    voigt = get_kind("elastic").to_voigt(true)
+    assert result["zero"]["mae"] == pytest.approx(np.abs(voigt).mean())
+    assert result["zero"]["ewt"]["25"] == 0.0
+    # the isotropic constant keeps only the 0e parts: rotating it changes nothing
+    constant = baselines.isotropic(store["tensors"], "elastic", np.mean)
+    rot = np.linalg.qr(np.random.default_rng(1).standard_normal((3, 3)))[0]
+    turned = np.einsum("ai,bj,ck,dl,ijkl->abcd", rot, rot, rot, rot, constant)
+    np.testing.assert_allclose(turned, constant, atol=1e-9 * np.abs(constant).max())
+    # and of an isotropic tensor it is the tensor itself
+    lam, mu = 60.0, 30.0
+    d = np.eye(3)
+    iso = lam * np.einsum("ij,kl->ijkl", d, d) + mu * (
+        np.einsum("ik,jl->ijkl", d, d) + np.einsum("il,jk->ijkl", d, d)
+    )
+    np.testing.assert_allclose(baselines.isotropic(iso[None], "elastic", np.median), iso)
+    assert result["isotropic mean"]["mae"] < result["zero"]["mae"]
+
+
+def test_baselines_of_a_piezoelectric_store_are_all_zero(tmp_path, capsys):
+    path = build_store(tmp_path / "piezoelectric.h5", "piezoelectric", 30)
+    result = baselines.baselines(baselines.read_store(path))
+    assert result["zero"]["mae"] == result["isotropic mean"]["mae"] > 0  # no 0e part at all
+    assert baselines.main([str(path), "--markdown"]) == 0
+    assert "| piezoelectric.h5 |" in capsys.readouterr().out
