@@ -164,7 +164,8 @@ def test_commands_are_those_of_the_crystensor_cli():
     )
     assert " ".join(stages["chained/formation-energy-setransformer/el-di"].command()) == (
         "crystensor finetune "
-        "runs/paper/scalar-tensor/formation-energy-elastic-setransformer/best.pt -d data/dielectric.h5 -o runs/paper/chained/formation-energy-setransformer/el-di "
+        "runs/paper/scalar-tensor/formation-energy-elastic-setransformer/best.pt "
+        "-d data/dielectric.h5 -o runs/paper/chained/formation-energy-setransformer/el-di "
         "--epochs 100 --patience 30 --batch-size 32 --seed 0 --lr 0.002 --backbone-lr 0.002"
     )
     config = stages["direct/elastic-segnn"].config
