@@ -46,6 +46,7 @@ __all__ = [
     "harmonic_basis",
     "irrep_blocks",
     "parts_report",
+    "kron_power",
     "rotate_tensor",
     "to_irreps",
     "wigner_d",
@@ -293,10 +294,24 @@ def rotate_tensor(tensor: np.ndarray, R: np.ndarray) -> np.ndarray:
     return out.reshape((*r.shape[:-2], *t.shape))
 
 
-def _kron_power(rot: np.ndarray, n: int) -> np.ndarray:
-    out = np.ones((1, 1))
+def kron_power(matrix: np.ndarray, n: int) -> np.ndarray:
+    """``M (x) M (x) ... (x) M`` (``n`` factors) of a matrix or of each matrix of a stack.
+
+    ``matrix`` has shape ``(..., a, b)``; the result ``(..., a**n, b**n)``. With C-order
+    flattening, ``(R . T).ravel() = kron_power(R, rank) @ T.ravel()`` for a rotation ``R``
+    acting on every index of a rank-``rank`` tensor ``T``.
+
+    >>> r = np.array([[0.0, -1.0], [1.0, 0.0]])
+    >>> np.array_equal(kron_power(r, 2), np.kron(r, r))
+    True
+    >>> kron_power(np.stack([r, r.T]), 3).shape
+    (2, 8, 8)
+    """
+    m = np.asarray(matrix, dtype=float)
+    out = np.ones((*m.shape[:-2], 1, 1))
     for _ in range(n):
-        out = np.kron(out, rot)
+        rows, cols = out.shape[-2] * m.shape[-2], out.shape[-1] * m.shape[-1]
+        out = np.einsum("...ab,...ij->...aibj", out, m).reshape(*m.shape[:-2], rows, cols)
     return out
 
 
@@ -320,7 +335,7 @@ def wigner_d(kind: str | TensorKind, rot: np.ndarray) -> np.ndarray:
     for block in irrep_blocks(k):
         c = harmonic_basis(block.part.l)
         sign = block.part.parity if det < 0 else 1
-        d[block.slice, block.slice] = sign * (c @ _kron_power(proper, block.part.l) @ c.T)
+        d[block.slice, block.slice] = sign * (c @ kron_power(proper, block.part.l) @ c.T)
     return d
 
 

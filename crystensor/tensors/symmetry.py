@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from crystensor.tensors.harmonic import rotate_tensor
+from crystensor.tensors.harmonic import kron_power, rotate_tensor
 from crystensor.tensors.kinds import TensorKind, get_kind
 
 if TYPE_CHECKING:
@@ -642,27 +642,13 @@ class _Projector:
     class_of: np.ndarray  # (n_rest,) class index of each entry of ``order``
 
 
-def _kron_power(rotations: np.ndarray, rank: int) -> np.ndarray:
-    """``g (x) g (x) ... (x) g`` (rank factors) for each ``g``: shape ``(n, 3**rank, 3**rank)``.
-
-    With C-order flattening, ``(g . T).ravel() = kron_power(g) @ T.ravel()``.
-    """
-    n = len(rotations)
-    out = np.ones((n, 1, 1))
-    for _ in range(rank):
-        out = np.einsum("gab,gij->gaibj", out, rotations).reshape(
-            n, out.shape[1] * 3, out.shape[2] * 3
-        )
-    return out
-
-
 @lru_cache(maxsize=128)
 def _projector_cached(key: bytes, n_ops: int, rank: int) -> _Projector:
     rotations = np.frombuffer(key, dtype=float).reshape(n_ops, 3, 3)
     # P = mean_g g^(x)rank, as (g^(x)h) (x) (g^(x)(rank-h)) summed over g in one contraction:
     # 3x faster for rank 4 than forming every g^(x)4 (81 x 81) first.
     half = rank // 2
-    first, second = _kron_power(rotations, rank - half), _kron_power(rotations, half)
+    first, second = kron_power(rotations, rank - half), kron_power(rotations, half)
     p = np.einsum("gab,gij->aibj", first, second).reshape(3**rank, 3**rank) / n_ops
     is_zero = np.abs(p).max(axis=1) < ZERO_ROW_TOL
     # Group the other rows into classes of rows equal up to a sign; comparing with both signs
