@@ -1,0 +1,104 @@
+"""The models shipped in crystensor/pretrained: present, small, documented, and sensible.
+
+Every check runs on each installed model (``crystensor.pretrained.available()``); the last one
+compares the shipped elastic model with the DFT tensors of the example structures when
+``../shared/data`` is there.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from crystensor import pretrained
+from crystensor.cli.app import app
+from crystensor.predict import load_predictor
+from crystensor.train.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples" / "structures"
+DATA = Path(os.environ.get("CRYSTENSOR_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHIPPED = pretrained.available()
+CENTROSYMMETRIC = ["Si-mp-149", "NaCl-mp-22862", "ZrO2-mp-2858", "PI2-mp-29443"]
+
+
+def test_every_target_has_a_model_card_and_all_fit_in_30_mb():
+    assert SHIPPED, "no shipped model installed"
+    for target, path in SHIPPED.items():
+        assert (path.parent / f"{target}.md").is_file(), target
+    assert sum(p.stat().st_size for p in pretrained.PRETRAINED_DIR.iterdir()) < 30e6
+
+
+@pytest.mark.parametrize("target", sorted(SHIPPED))
+def test_the_card_is_the_checkpoints_own(target):
+    checkpoint = load_checkpoint(SHIPPED[target])
+    assert checkpoint.target == target
+    assert set(checkpoint.training) <= {"train_config", "epoch", "history"}  # no optimizer
+    card = pretrained.model_card(target)
+    test = checkpoint.metrics["test"]
+    assert card.startswith(f"# Shipped model: {target}")
+    assert f"**MAE (mean of the Voigt components):** {test['mae']:.4g}" in card
+    split = {k: len(v) for k, v in checkpoint.split.items()}
+    assert f"train {split['train']}, validation {split['val']}, test {split['test']}" in card
+    assert checkpoint.arch in card
+
+
+@pytest.mark.parametrize("target", sorted(SHIPPED))
+def test_model_info_and_the_examples_through_the_cli(target):
+    runner = CliRunner()
+    info = runner.invoke(app, ["predict", "--model-info", "-t", target, "-f", "json"])
+    assert info.exit_code == 0, info.output
+    assert json.loads(info.stdout)["card"] == pretrained.model_card(target)
+    result = runner.invoke(app, ["predict", str(EXAMPLES), "-t", target, "-f", "json"])
+    assert result.exit_code == 0, result.output
+    predictions = json.loads(result.stdout)
+    assert len(predictions) == len(list(EXAMPLES.glob("*.POSCAR")))
+
+
+@pytest.mark.parametrize("target", sorted(SHIPPED))
+def test_predictions_of_the_examples_are_physical(target):
+    predictor = load_predictor(target)
+    results = predictor.predict_results(sorted(EXAMPLES.glob("*.POSCAR")))
+    assert all(r.ok for r in results)
+    for r in results:
+        name = Path(r.name).stem
+        tensor = r.tensor
+        assert np.isfinite(tensor).all()
+        if target == "piezoelectric" and name in CENTROSYMMETRIC:
+            assert not tensor.any(), name  # inversion forbids every component
+        if target.startswith("dielectric"):
+            assert np.linalg.eigvalsh(tensor).min() > 1.0, name  # eps > 1 in every direction
+        if target == "elastic" and name != "PI2-mp-29443":
+            # positive definite 6x6: mechanically stable, as every relaxed DFT structure here
+            assert np.linalg.eigvalsh(r.voigt).min() > 0, name
+
+
+def _matminer_elastic(material_id: str) -> np.ndarray | None:
+    import pandas as pd
+
+    path = DATA / "matminer-2018" / "elastic_tensor.csv.gz"
+    if not path.is_file():
+        return None
+    with gzip.open(path, "rt") as fh:
+        frame = pd.read_csv(fh, skiprows=1)
+    row = frame[frame["material_id"] == material_id]
+    return np.array(json.loads(row["elastic_tensor_original"].iloc[0])) if len(row) else None
+
+
+@pytest.mark.skipif("elastic" not in SHIPPED, reason="no shipped elastic model")
+@pytest.mark.parametrize("name", ["Si-mp-149", "NaCl-mp-22862", "ZnO-mp-2133", "ZrO2-mp-2858"])
+def test_shipped_elastic_model_is_near_dft_for_the_examples(name):
+    dft = _matminer_elastic(name.split("-", 1)[1])
+    if dft is None:
+        pytest.skip("../shared/data/matminer-2018 not available")
+    result = load_predictor("elastic").predict_results([EXAMPLES / f"{name}.POSCAR"])[0]
+    error = np.linalg.norm(result.voigt - dft) / np.linalg.norm(dft)
+    assert error < 0.25, f"{name}: relative error {error:.2f}"
