@@ -63,8 +63,14 @@ def predict(
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")] = "cpu",
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Structures per forward pass.")
-    ] = 32,
+        int,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help="Structures per forward pass (8 is fastest on a CPU; the size changes the "
+            "predictions by float32 rounding only).",
+        ),
+    ] = 8,
     symmetrize: Annotated[
         bool,
         typer.Option(

