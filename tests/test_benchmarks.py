@@ -362,3 +362,32 @@ def test_baselines_of_a_piezoelectric_store_are_all_zero(tmp_path, capsys):
     assert result["zero"]["mae"] == result["isotropic mean"]["mae"] > 0  # no 0e part at all
     assert baselines.main([str(path), "--markdown"]) == 0
     assert "| piezoelectric.h5 |" in capsys.readouterr().out
+
+
+evaluation = _load("evaluate")
+
+
+@pytest.mark.slow
+def test_evaluate_splits_the_test_metrics_by_source_file(trained, tmp_path):
+    run = trained["runs"] / "direct/elastic-seconv"
+    own = evaluation.evaluate_checkpoint(run / "best.pt", trained["stores"] / "elastic.h5")
+    recorded = json.loads((run / "metrics.json").read_text())["test"]
+    assert list(own) == ["all"] and own["all"]["mae"] == pytest.approx(recorded["mae"], rel=1e-5)
+    # the same records as two source files: the test split is the same, now in two groups
+    records = list(read_records(trained["stores"] / "elastic.jsonl"))
+    write_records(tmp_path / "a.jsonl", records[:25])
+    write_records(tmp_path / "b.jsonl", records[25:])
+    both = tmp_path / "both.h5"
+    featurize([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], "elastic", both, cutoff=4.0)
+    split = evaluation.evaluate_checkpoint(run / "best.pt", both)
+    assert list(split) == ["all", "a.jsonl", "b.jsonl"]
+    n = {k: m["n"] for k, m in split.items()}
+    assert n["all"] == n["a.jsonl"] + n["b.jsonl"] == own["all"]["n"]
+    weighted = n["a.jsonl"] * split["a.jsonl"]["mae"] + n["b.jsonl"] * split["b.jsonl"]["mae"]
+    assert split["all"]["mae"] == pytest.approx(weighted / n["all"], rel=1e-6)
+    assert split["all"]["mae"] == pytest.approx(own["all"]["mae"], rel=1e-5)
+    # --ids-of keeps the graphs of the other store's same split only
+    only = evaluation.evaluate_checkpoint(
+        run / "best.pt", both, ids_of=trained["stores"] / "elastic.h5"
+    )
+    assert only["all"]["n"] == own["all"]["n"]
