@@ -573,9 +573,9 @@ def figure4(metrics: dict[str, dict[str, Any]]) -> Table:
     return table
 
 
-def _pair_header(first: list[str]) -> list[str]:
+def _pair_header(first: list[str], archs: Sequence[str] = ARCHS) -> list[str]:
     header = list(first)
-    for arch in ARCHS:
+    for arch in archs:
         header += [f"{ARCH_NAMES[arch]} ours (direct)", f"{ARCH_NAMES[arch]} paper (direct)"]
     return header
 
@@ -583,10 +583,14 @@ def _pair_header(first: list[str]) -> list[str]:
 _PAREN_NOTE = "In parentheses: direct prediction (Figure 4) without pretraining, ours and paper's."
 
 
-def figure5(metrics: dict[str, dict[str, Any]]) -> Table:
+def figure5(
+    metrics: dict[str, dict[str, Any]],
+    archs: Sequence[str] = ARCHS,
+    scalars: Sequence[str] = SCALARS,
+) -> Table:
     table = Table(
         "Figure 5: scalar pretraining -> tensor target (test MAE)",
-        _pair_header(["pretraining", "target"]),
+        _pair_header(["pretraining", "target"], archs),
         notes=[
             _PAREN_NOTE,
             "The paper pretrained on all of the scalar data; our scalar runs train on the 70 % "
@@ -594,10 +598,10 @@ def figure5(metrics: dict[str, dict[str, Any]]) -> Table:
             _UNIT_NOTE,
         ],
     )
-    for scalar in SCALARS:
+    for scalar in scalars:
         for target in TARGETS:
             row = [SCALAR_NAMES[scalar], _target_label(target)]
-            for arch in ARCHS:
+            for arch in archs:
                 direct = _test_mae(metrics, direct_key(target, arch))
                 ours = _test_mae(metrics, scalar_tensor_key(scalar, target, arch))
                 paper = PAPER["Figure 5"][scalar][target][arch]
@@ -609,16 +613,20 @@ def figure5(metrics: dict[str, dict[str, Any]]) -> Table:
     return table
 
 
-def figure6(metrics: dict[str, dict[str, Any]]) -> Table:
+def figure6(
+    metrics: dict[str, dict[str, Any]],
+    archs: Sequence[str] = ARCHS,
+    scalars: Sequence[str] = SCALARS,
+) -> Table:
     table = Table(
         "Figure 6: chained pretraining, piezoelectric test MAE [C/m^2]",
-        _pair_header(["scalar", "experiment"]),
+        _pair_header(["scalar", "experiment"], archs),
         notes=[f"Exp. {n}: {text}" for n, (_, text) in CHAIN_EXPERIMENTS.items()] + [_PAREN_NOTE],
     )
-    for scalar in SCALARS:
+    for scalar in scalars:
         for number, (chain, _) in CHAIN_EXPERIMENTS.items():
             row = [SCALAR_NAMES[scalar], f"Exp. {number}"]
-            for arch in ARCHS:
+            for arch in archs:
                 direct = _test_mae(metrics, direct_key("piezoelectric", arch))
                 ours = _test_mae(metrics, chained_key(scalar, arch, chain))
                 paper = PAPER["Figure 6"][scalar][number][arch]
@@ -630,16 +638,20 @@ def figure6(metrics: dict[str, dict[str, Any]]) -> Table:
     return table
 
 
-def figure7(metrics: dict[str, dict[str, Any]]) -> Table:
+def figure7(
+    metrics: dict[str, dict[str, Any]],
+    archs: Sequence[str] = ARCHS,
+    scalars: Sequence[str] = SCALARS,
+) -> Table:
     table = Table(
         "Figure 7: chained experiment 1, dielectric stage (scalar -> elastic -> dielectric), "
         "test MAE",
-        _pair_header(["pretraining"]),
+        _pair_header(["pretraining"], archs),
         notes=[_PAREN_NOTE],
     )
-    for scalar in SCALARS:
+    for scalar in scalars:
         row = [SCALAR_NAMES[scalar]]
-        for arch in ARCHS:
+        for arch in archs:
             direct = _test_mae(metrics, direct_key("dielectric", arch))
             ours = _test_mae(metrics, chained_key(scalar, arch, "el-di"))
             paper = PAPER["Figure 7"][scalar][arch]
@@ -723,8 +735,17 @@ def machine_lines() -> list[str]:
     ]
 
 
-def report(runs: Path, markdown: Path | None = None) -> str:
-    """Every figure's table from the ``metrics.json`` under ``runs``; printed and returned."""
+def report(
+    runs: Path,
+    markdown: Path | None = None,
+    archs: Sequence[str] = ARCHS,
+    scalars: Sequence[str] = SCALARS,
+) -> str:
+    """Every figure's table from the ``metrics.json`` under ``runs``; printed and returned.
+
+    ``archs`` and ``scalars`` select the columns and rows of the pretraining tables (Figures
+    5-7); Figure 4 always shows the three architectures.
+    """
     metrics = load_all_metrics(runs)
     parts = [
         "# The paper's experiments on our data",
@@ -733,7 +754,8 @@ def report(runs: Path, markdown: Path | None = None) -> str:
         *machine_lines(),
         "",
     ]
-    tables = [figure4(metrics), figure5(metrics), figure6(metrics), figure7(metrics)]
+    tables = [figure4(metrics)]
+    tables += [f(metrics, archs, scalars) for f in (figure5, figure6, figure7)]
     tables += [dataset_table(metrics), runs_table(runs, metrics)]
     text = "\n".join(parts) + "\n" + "\n".join(t.render() for t in tables)
     print(text)
@@ -790,13 +812,15 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="the figures' tables from the finished runs")
     p.add_argument("--runs", type=Path, default=Path("runs/paper"))
     p.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
+    p.add_argument("--archs", type=_choices(ARCHS), default=ARCHS, help="columns of Figures 5-7")
+    p.add_argument("--scalars", type=_choices(SCALARS), default=SCALARS, help="rows of Figures 5-7")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "report":
-        report(args.runs, args.markdown)
+        report(args.runs, args.markdown, args.archs, args.scalars)
         return 0
     settings = Settings(
         stores=args.stores,

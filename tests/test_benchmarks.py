@@ -391,3 +391,15 @@ def test_evaluate_splits_the_test_metrics_by_source_file(trained, tmp_path):
         run / "best.pt", both, ids_of=trained["stores"] / "elastic.h5"
     )
     assert only["all"]["n"] == own["all"]["n"]
+
+
+@pytest.mark.slow
+def test_report_can_show_only_the_pretraining_runs_made(trained):
+    argv = ["report", "--runs", str(trained["runs"]), "--archs", "seconv", "--scalars", "band-gap"]
+    code, text = _main(experiments, argv)
+    assert code == 0
+    pretraining = text.split("## Figure 5")[1].split("## Datasets")[0]
+    assert "SEConv ours" in pretraining and "SEGNN" not in pretraining
+    assert "Band gap" in pretraining and "Formation energy" not in pretraining
+    assert "— (" not in pretraining.split("## Figure 6")[0]  # every run of Figure 5 is there
+    assert "SEGNN ours" in text.split("## Figure 5")[0]  # Figure 4 keeps all three
