@@ -130,8 +130,8 @@ def model_card(checkpoint: Any, facts: dict[str, Any], selection: str | None) ->
     lines = [
         f"# Shipped model: {checkpoint.target}",
         "",
-        f"Predicts the {prop.description} ({units or 'unitless'}, rank {kind.rank}, irreps "
-        f"`{kind.irreps}`) of a crystal structure, in the Cartesian frame of the structure.",
+        f"Predicts the {prop.description} of a crystal structure ({units or 'unitless'}, rank "
+        f"{kind.rank}, irreps `{kind.irreps}`), in the Cartesian frame of the structure.",
         "",
         "## Model",
         f"- **Architecture:** {checkpoint.arch}" + (f", {params:,} parameters" if params else ""),
