@@ -695,6 +695,9 @@ def load_predictor(
         else:
             checkpoint, source = load_checkpoint(model), str(model)
         predictor = Predictor(checkpoint, device=device, dtype=dtype, source=source)
+        caveat = checkpoint.meta.get("caveat")
+        if caveat:  # what its model card says a user must know before trusting the numbers
+            log.warning("%s: %s", source, caveat)
     if target is not None and target != predictor.target:
         raise InputError(
             f"{predictor.source} predicts {predictor.target!r}, not {target!r}; drop --target "

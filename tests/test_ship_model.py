@@ -65,3 +65,20 @@ def test_an_unfinished_run_or_a_wrong_target_is_refused(finished_run, tmp_path, 
     assert ship.main([str(finished_run), "--out", str(tmp_path), "--target", "elastic"]) == 2
     assert "predicts piezoelectric, not elastic" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_caveat_goes_into_the_card_and_is_logged_with_every_prediction(
+    finished_run, tmp_path, caplog
+):
+    caveat = "does not beat the zero tensor on held-out data"
+    assert ship.main([str(finished_run), "--out", str(tmp_path), "--caveat", caveat]) == 0
+    assert f"- **Caveat:** {caveat}" in (tmp_path / "piezoelectric.md").read_text()
+    with caplog.at_level("WARNING", logger="crystensor.predict"):
+        load_predictor(model=tmp_path / "piezoelectric.pt")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path / 'piezoelectric.pt'}: {caveat}"
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="crystensor.predict"):
+        load_predictor(model=finished_run / "best.pt")  # the run itself has no caveat
+    assert not caplog.records

@@ -11,7 +11,10 @@ elements and value range seen in training, the date and the package version.
         [--out crystensor/pretrained]
 
 ``--selection`` is a sentence on why this run was chosen (e.g. the validation MAE of the other
-architectures); it goes into the card verbatim.
+architectures); it goes into the card verbatim. ``--caveat`` is what a user must know before
+trusting the numbers (e.g. that the model does not beat a trivial baseline): it heads the card's
+limits and is stored in the checkpoint, and every prediction with the model logs it as a
+warning.
 """
 
 from __future__ import annotations
@@ -102,7 +105,9 @@ def _voigt_table(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-def model_card(checkpoint: Any, facts: dict[str, Any], selection: str | None) -> str:
+def model_card(
+    checkpoint: Any, facts: dict[str, Any], selection: str | None, caveat: str | None = None
+) -> str:
     """The Markdown model card of ``checkpoint`` (a :class:`Checkpoint` of a finished run)."""
     from pymatgen.core.periodic_table import Element
 
@@ -197,6 +202,7 @@ def model_card(checkpoint: Any, facts: dict[str, Any], selection: str | None) ->
     lines += [
         "",
         "## Limits",
+        *([f"- **Caveat:** {caveat}"] if caveat else []),
         "- Trained on DFT (PBE) tensors of relaxed, ordered Materials Project structures; "
         "structures far from these (other elements, disordered, strained, molecules) are "
         "extrapolation.",
@@ -221,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--target", help="default: the run's target")
     parser.add_argument("--selection", help="why this run was chosen (goes into the card)")
+    parser.add_argument("--caveat", help="a warning shown with every prediction of the model")
     parser.add_argument("--out", type=Path, default=REPO / "crystensor" / "pretrained")
     args = parser.parse_args(argv)
 
@@ -241,8 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         run = json.loads((args.run_dir / "run.json").read_text())
         store = Path(run["stages"][-1]["store"]["path"])
     facts = _store_facts(store, checkpoint.split)
-    card = model_card(checkpoint, facts, args.selection)
+    card = model_card(checkpoint, facts, args.selection, args.caveat)
     shipped = checkpoint.without_training_state()
+    shipped.meta = {k: v for k, v in shipped.meta.items() if k != "caveat"}
+    if args.caveat:
+        shipped.meta["caveat"] = args.caveat
     save_checkpoint(shipped, args.out / f"{target}.pt")
     with atomic_open(args.out / f"{target}.md", "w") as fh:
         fh.write(card)
