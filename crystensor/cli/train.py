@@ -85,6 +85,17 @@ def train(
         str | None,
         typer.Option("--pooling", help="Graph pooling: mean or max.", rich_help_panel=_M),
     ] = None,
+    pool_norm: Annotated[
+        bool | None,
+        typer.Option(
+            "--pool-norm/--no-pool-norm",
+            help=(
+                "Scale each pooled feature channel to unit size on the training data before "
+                "the head (on by default; needed for piezoelectric targets)."
+            ),
+            rich_help_panel=_M,
+        ),
+    ] = None,
     epochs: opt.Epochs = None,
     batch_size: opt.BatchSize = None,
     lr: opt.LearningRate = None,
@@ -157,6 +168,7 @@ def train(
             num_self_interactions=self_interactions,
             num_mlp_layers=mlp_layers,
             pooling=pooling,
+            pool_norm=pool_norm,
         ).items()
         if v is not None
     }

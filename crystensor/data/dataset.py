@@ -145,6 +145,12 @@ class GraphDataset(Dataset):
         out.split = split
         return out
 
+    def head(self, n: int) -> GraphDataset:
+        """The first ``n`` graphs of this dataset (all of them if it has fewer)."""
+        out = copy.copy(self)
+        out.indices = self.indices[: max(int(n), 0)]
+        return out
+
     def __getitem__(self, item: int) -> Any:
         n = len(self.indices)
         if not -n <= int(item) < n:

@@ -6,6 +6,7 @@ r"""What every architecture shares: the backbone skeleton and the backbone + hea
         --R interaction layers (architecture-specific)--> C x (0e + 1o + 2e)   [lmax = 2]
         --N self-interactions (last one lifts)----------> C x (0e+1o+2o+2e+3o+4e) [lmax_out = 4]
         --pooling (mean | equivariant max)--------------> (n_graphs, backbone.irreps_out.dim)
+        --per-channel scale calibrated on the training data (config.pool_norm)
         --head: M x (Linear + Gate), Linear------------> target irreps -> Cartesian tensor
 
 The backbone is target-independent (its output holds every irrep any registered kind needs up
@@ -20,7 +21,7 @@ supercells (mean or max pooling) leave the output unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -126,6 +127,11 @@ class Backbone(EquivariantModule):
 
         self.pooling = build_pooling(config.pooling, irreps)
         self.irreps_out = self.pooling.irreps_out
+        # ModelConfig.pool_norm: one gain per (channel, irrep) of the pooled features, set by
+        # calibrate_pool_norm() before training; a buffer, so checkpoints carry it.
+        self.pool_norm = bool(config.pool_norm)
+        if self.pool_norm:
+            self.register_buffer("pool_gain", torch.ones(self.irreps_out.dim))
 
     def node_features(self, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
         """Per-node features before pooling, ``(n_nodes, irreps_out.dim)``, and the inputs."""
@@ -148,7 +154,40 @@ class Backbone(EquivariantModule):
     def forward(self, batch: Any) -> torch.Tensor:
         """PyG batch -> pooled features ``(n_graphs, irreps_out.dim)``."""
         h, g = self.node_features(batch)
-        return self.pooling(h, g["batch"], g["num_graphs"])
+        pooled = self.pooling(h, g["batch"], g["num_graphs"])
+        return pooled * self.pool_gain if self.pool_norm else pooled
+
+    @torch.no_grad()
+    def calibrate_pool_norm(self, batches: Iterable[Any], floor: float = 1e-3) -> torch.Tensor:
+        """Set ``pool_gain`` so every pooled channel has unit mean square over ``batches``.
+
+        One gain per multiplicity channel of each irrep (the mean square is taken over its
+        ``2l+1`` components), so equivariance holds. A channel whose RMS is below ``floor``
+        (nearly zero on every training structure) gets the gain ``1/floor`` at most, so
+        round-off is not blown up. Returns the RMS per channel. Does nothing without
+        ``pool_norm``.
+        """
+        if not self.pool_norm:
+            return torch.ones(0)
+        self.pool_gain.fill_(1.0)
+        total, count = None, 0
+        for batch in batches:
+            pooled = self(batch)
+            square = pooled.pow(2).sum(0)
+            total = square if total is None else total + square
+            count += pooled.shape[0]
+        if total is None:
+            raise ValueError("calibrate_pool_norm needs at least one batch")
+        rms = []
+        for (mul, ir), block in zip(
+            self.irreps_out, (total / count).split([m * i.dim for m, i in self.irreps_out])
+        ):
+            rms.append(block.reshape(mul, ir.dim).mean(1).sqrt())
+        rms = torch.cat(rms)
+        gain = 1.0 / rms.clamp_min(floor)
+        dims = torch.tensor([ir.dim for mul, ir in self.irreps_out for _ in range(mul)])
+        self.pool_gain.copy_(gain.repeat_interleave(dims.to(gain.device)))
+        return rms
 
 
 class TensorModel(torch.nn.Module):

@@ -80,6 +80,11 @@ def split_ids(store: Any) -> dict[str, list[str]]:
     return {name: [ids[i] for i in store.split_indices(name)] for name in ("train", "val", "test")}
 
 
+# Training graphs (the first ones of the split, a fixed set) that calibrate the pooled-feature
+# gains of a new model (ModelConfig.pool_norm).
+_CALIBRATION_GRAPHS = 512
+
+
 def _loader(dataset, batch_size: int, sampler=None, workers: int = 0):
     from torch_geometric.loader import DataLoader
 
@@ -278,6 +283,19 @@ def fit(
             torch.tensor(normalization.scale), torch.tensor(normalization.shift)
         )
     model.to(info.device)
+    if resume is None and not transferred and getattr(model.config, "pool_norm", False):
+        # The same graphs in the same order on every rank: identical gains everywhere.
+        calibration = _loader(train_set.head(_CALIBRATION_GRAPHS), 32)
+        rms = model.backbone.calibrate_pool_norm(
+            batch.to(info.device) for batch in calibration
+        )
+        log.info(
+            "%s: pooled-feature RMS before calibration: min %.3g, median %.3g, max %.3g",
+            stage,
+            rms.min().item(),
+            rms.median().item(),
+            rms.max().item(),
+        )
     frozen = _freeze(model, config.freeze)
     if frozen:
         log.info("%s: frozen backbone parts: %s", stage, ", ".join(frozen))

@@ -9,7 +9,7 @@ import torch
 
 from crystensor.models import TensorModel, build_model, preset
 from tests.helpers import STRUCTURES, float64_one_thread
-from tests.models.graphs import NUM_FEATURES, to_data
+from tests.models.graphs import NUM_FEATURES, batch_of, to_data
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -29,8 +29,12 @@ def graphs(structures):
 
 
 @pytest.fixture(scope="package")
-def small_model(float64) -> Callable[..., TensorModel]:
-    """``small_model(arch, target, pooling)``: a cached ``small``-preset model in eval mode."""
+def small_model(float64, graphs) -> Callable[..., TensorModel]:
+    """``small_model(arch, target, pooling)``: a cached ``small``-preset model in eval mode.
+
+    Its pooled-feature gains (``pool_norm``) are calibrated on the test graphs, so every
+    contract test runs with gains that differ from channel to channel.
+    """
     cache: dict[tuple, TensorModel] = {}
 
     def get(arch: str, target: str = "elastic", pooling: str = "mean") -> TensorModel:
@@ -40,7 +44,9 @@ def small_model(float64) -> Callable[..., TensorModel]:
             config = preset(
                 arch, "small", num_node_features=NUM_FEATURES, target=target, pooling=pooling
             )
-            cache[key] = build_model(config).eval()
+            model = build_model(config).eval()
+            model.backbone.calibrate_pool_norm([batch_of(*graphs.values())])
+            cache[key] = model
         return cache[key]
 
     return get

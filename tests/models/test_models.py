@@ -127,7 +127,7 @@ class ModelContract:
 
     def test_replace_head_keeps_backbone(self, small_model, graphs):
         model = small_model(self.arch, "band-gap")
-        clone = build_model(model.config)
+        clone = build_model(model.config).eval()  # batch norm: fixed statistics
         clone.load_state_dict(model.state_dict())
         backbone = {k: v.clone() for k, v in clone.backbone.state_dict().items()}
         clone.replace_head("piezoelectric")
@@ -166,3 +166,31 @@ def test_centrosymmetric_crystal_has_no_piezoelectric_response(small_model, grap
             model = small_model(arch, "piezoelectric", pooling)
             for name in ("NaCl", "Si"):
                 assert np.abs(predict(model, graphs[name])).max() < TOL, (arch, pooling, name)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_pool_norm_gives_unit_pooled_channels(arch, small_model, graphs):
+    """Calibrated gains: every pooled channel has unit mean square over the calibration graphs
+    (or the capped gain 1/floor where it is nearly zero on all of them)."""
+    model = small_model(arch, "piezoelectric")
+    gain = model.backbone.pool_gain
+    assert model.config.pool_norm and not torch.all(gain == 1.0)
+    with torch.no_grad():
+        pooled = model.backbone(batch_of(*graphs.values()))
+    irreps = model.backbone.irreps_out
+    for (mul, ir), block in zip(irreps, pooled.split([m * i.dim for m, i in irreps], dim=1)):
+        rms = block.reshape(len(graphs), mul, ir.dim).pow(2).mean((0, 2)).sqrt()
+        capped = rms < 1.0 - 1e-9
+        np.testing.assert_allclose(rms[~capped].numpy(), 1.0, rtol=1e-9)
+        # a capped channel was below the floor (1e-3) before the gain of 1000
+        assert torch.all(rms[capped] < 1.0)
+
+
+def test_configs_saved_before_pool_norm_load_without_it():
+    from crystensor.models import config_from_dict, preset
+
+    data = preset("segnn", "small", num_node_features=8).to_dict()
+    del data["pool_norm"]
+    model = build_model(config_from_dict(data))
+    assert not model.config.pool_norm
+    assert not any("pool_gain" in key for key in model.state_dict())
