@@ -55,6 +55,7 @@ def finetune(
     weight_decay: opt.WeightDecay = None,
     loss: opt.LossSpace = None,
     loss_function: opt.LossFunction = None,
+    sign_agnostic: opt.SignAgnostic = None,
     clip_grad: opt.ClipGrad = None,
     patience: opt.Patience = None,
     seed: opt.Seed = None,

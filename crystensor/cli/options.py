@@ -100,6 +100,19 @@ LossFunction = Annotated[
         rich_help_panel=_T,
     ),
 ]
+SignAgnostic = Annotated[
+    bool | None,
+    typer.Option(
+        "--sign-agnostic/--signed",
+        help=(
+            "Piezoelectric only: score each structure against T or -T, whichever fits better "
+            "(for data whose signs are unreliable; early stopping then follows the "
+            "sign-agnostic MAE)."
+        ),
+        show_default="signed",
+        rich_help_panel=_T,
+    ),
+]
 ClipGrad = Annotated[
     float | None,
     typer.Option(

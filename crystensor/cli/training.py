@@ -25,6 +25,7 @@ TRAINING_OPTIONS = (
     "weight_decay",
     "loss",
     "loss_function",
+    "sign_agnostic",
     "clip_grad",
     "patience",
     "seed",

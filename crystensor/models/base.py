@@ -179,9 +179,8 @@ class Backbone(EquivariantModule):
         if total is None:
             raise ValueError("calibrate_pool_norm needs at least one batch")
         rms = []
-        for (mul, ir), block in zip(
-            self.irreps_out, (total / count).split([m * i.dim for m, i in self.irreps_out])
-        ):
+        blocks = (total / count).split([m * i.dim for m, i in self.irreps_out])
+        for (mul, ir), block in zip(self.irreps_out, blocks, strict=True):
             rms.append(block.reshape(mul, ir.dim).mean(1).sqrt())
         rms = torch.cat(rms)
         gain = 1.0 / rms.clamp_min(floor)

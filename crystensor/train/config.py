@@ -55,6 +55,11 @@ class TrainConfig:
     loss_function : {"mse", "huber", "l1"}
         Squared error, Huber (quadratic within one normalised unit, linear beyond: robust to
         the heavy-tailed targets), or absolute error.
+    sign_agnostic : bool
+        Odd-rank targets (piezoelectric) only: each structure's loss is the smaller of the
+        losses against ``T`` and ``-T``, and early stopping follows the sign-agnostic
+        validation MAE. For data whose signs are not reliable relative to the structure (see
+        README: IEEE-frame piezoelectric tensors of point groups with improper operations).
     clip_grad : float
         Clip the global gradient norm to this value; 0 disables.
     patience : int
@@ -79,6 +84,7 @@ class TrainConfig:
     min_lr: float = 1e-5
     loss: str = "irreps"
     loss_function: str = "mse"
+    sign_agnostic: bool = False
     clip_grad: float = 10.0
     patience: int = 40
     seed: int = 0

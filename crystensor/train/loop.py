@@ -286,9 +286,7 @@ def fit(
     if resume is None and not transferred and getattr(model.config, "pool_norm", False):
         # The same graphs in the same order on every rank: identical gains everywhere.
         calibration = _loader(train_set.head(_CALIBRATION_GRAPHS), 32)
-        rms = model.backbone.calibrate_pool_norm(
-            batch.to(info.device) for batch in calibration
-        )
+        rms = model.backbone.calibrate_pool_norm(batch.to(info.device) for batch in calibration)
         log.info(
             "%s: pooled-feature RMS before calibration: min %.3g, median %.3g, max %.3g",
             stage,
@@ -299,7 +297,9 @@ def fit(
     frozen = _freeze(model, config.freeze)
     if frozen:
         log.info("%s: frozen backbone parts: %s", stage, ", ".join(frozen))
-    loss_fn = loss_function(config.loss, normalization, kind, config.loss_function)
+    loss_fn = loss_function(
+        config.loss, normalization, kind, config.loss_function, config.sign_agnostic
+    )
     optimizer = torch.optim.AdamW(
         _param_groups(model, config, transferred), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -390,7 +390,8 @@ def fit(
             dist.all_reduce(reduced)
             loss_sum = reduced.cpu()
         val = evaluate(model, val_set, info=info, batch_size=2 * per_rank, loss_fn=loss_fn)
-        val_mae = _split_metrics(store, kind, val)["mae"]
+        val_metrics = _split_metrics(store, kind, val)
+        val_mae = (val_metrics["sign_agnostic"] if config.sign_agnostic else val_metrics)["mae"]
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(val_mae)
         elif scheduler is not None:

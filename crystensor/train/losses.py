@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from crystensor.errors import InputError
 from crystensor.tensors.kinds import TensorKind
 
 __all__ = ["Normalization", "loss_function", "target_normalization"]
@@ -105,7 +106,11 @@ _ELEMENTWISE = {
 
 
 def loss_function(
-    space: str, normalization: Normalization, kind: TensorKind, function: str = "mse"
+    space: str,
+    normalization: Normalization,
+    kind: TensorKind,
+    function: str = "mse",
+    sign_agnostic: bool = False,
 ):
     """``loss(output, batch) -> scalar tensor``: mean of ``function`` over normalised errors.
 
@@ -113,24 +118,47 @@ def loss_function(
     (delta 1 normalised unit) or ``"l1"``. ``output`` is the model's dict; ``batch`` carries
     ``y (B, dim)`` and ``y_cartesian``. A scalar kind has no Cartesian form beyond its single
     irrep, so both spaces coincide.
+
+    ``sign_agnostic`` (odd-rank kinds only): each structure's loss is the smaller of its losses
+    against the target and the negated target, so a label whose sign is arbitrary costs
+    nothing for the sign. Invariant under ``y -> -y`` per structure, and still equivariant:
+    ``-T`` rotates as ``T`` does.
+
+    Raises
+    ------
+    crystensor.errors.InputError
+        ``sign_agnostic`` for an even-rank kind (whose tensors do not flip sign).
     """
     if function not in _ELEMENTWISE:
         raise ValueError(f"unknown loss function {function!r}; choose {', '.join(_ELEMENTWISE)}")
     if space not in ("irreps", "cartesian"):
         raise ValueError(f"unknown loss space {space!r}; choose irreps or cartesian")
+    if sign_agnostic and kind.rank % 2 == 0:
+        raise InputError(
+            f"--sign-agnostic is for odd-rank targets (piezoelectric); a {kind.name} tensor "
+            "does not change sign under inversion, so its sign is never ambiguous"
+        )
     elementwise = _ELEMENTWISE[function]
+
+    def reduce(pred: torch.Tensor, true: torch.Tensor, weight) -> torch.Tensor:
+        flat = (pred - true).flatten(1) * weight
+        if not sign_agnostic:
+            return elementwise(flat).mean()
+        flipped = (pred + true).flatten(1) * weight
+        per_structure = torch.minimum(elementwise(flat).mean(1), elementwise(flipped).mean(1))
+        return per_structure.mean()
+
     if space == "cartesian" and kind.rank > 0:
         inv = 1.0 / normalization.cartesian_rms
 
         def cartesian_loss(output, batch):
-            return elementwise((output["cartesian"] - batch.y_cartesian) * inv).mean()
+            return reduce(output["cartesian"], batch.y_cartesian, inv)
 
         return cartesian_loss
     inv_scale = torch.as_tensor(1.0 / normalization.component_scale(kind))
 
     def irreps_loss(output, batch):
         pred = output["irreps"]
-        weight = inv_scale.to(device=pred.device, dtype=pred.dtype)
-        return elementwise((pred - batch.y) * weight).mean()
+        return reduce(pred, batch.y, inv_scale.to(device=pred.device, dtype=pred.dtype))
 
     return irreps_loss

@@ -329,6 +329,8 @@ def tensor_metrics(
         ewt=_ewt(relative),
         n_zero_target=int(np.sum(target_norm == 0)),
     )
+    if tensor_kind.rank % 2:
+        out["sign_agnostic"] = _sign_agnostic(p, t, tensor_kind, target_norm)
     if groups is not None:
         out["per_crystal_system"] = {
             system: _tensor_summary(abs_voigt[idx], frob[idx], relative[idx])
@@ -336,6 +338,29 @@ def tensor_metrics(
         }
     logger.debug("%s metrics on %d structures: MAE %.4g %s", tensor_kind.name, n, out["mae"], units)
     return out
+
+
+def _sign_agnostic(
+    p: np.ndarray, t: np.ndarray, kind: TensorKind, target_norm: np.ndarray
+) -> dict[str, Any]:
+    """Metrics of an odd-rank prediction with each structure's sign chosen to fit best.
+
+    ``sign_agreement`` is the share of structures whose prediction is closer to ``T`` than to
+    ``-T``: about 1/2 when the model (or the data) has no grip on the sign.
+    """
+    n = len(p)
+    plus = np.linalg.norm((p - t).reshape(n, -1), axis=1)
+    minus = np.linalg.norm((p + t).reshape(n, -1), axis=1)
+    sign = np.where(minus < plus, -1.0, 1.0)
+    fitted = p * sign.reshape((n,) + (1,) * (p.ndim - 1))
+    component = np.abs(kind.to_voigt(fitted) - kind.to_voigt(t)).mean(axis=0)
+    frob = np.minimum(plus, minus)
+    return {
+        "mae": float(component.mean()),
+        "frobenius_mae": float(frob.mean()),
+        "ewt": _ewt(_relative_errors(frob, target_norm)),
+        "sign_agreement": float(np.mean(sign > 0)),
+    }
 
 
 def _num(value: float | None, units: str = "") -> str:

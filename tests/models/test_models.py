@@ -178,7 +178,8 @@ def test_pool_norm_gives_unit_pooled_channels(arch, small_model, graphs):
     with torch.no_grad():
         pooled = model.backbone(batch_of(*graphs.values()))
     irreps = model.backbone.irreps_out
-    for (mul, ir), block in zip(irreps, pooled.split([m * i.dim for m, i in irreps], dim=1)):
+    blocks = pooled.split([m * i.dim for m, i in irreps], dim=1)
+    for (mul, ir), block in zip(irreps, blocks, strict=True):
         rms = block.reshape(len(graphs), mul, ir.dim).pow(2).mean((0, 2)).sqrt()
         capped = rms < 1.0 - 1e-9
         np.testing.assert_allclose(rms[~capped].numpy(), 1.0, rtol=1e-9)

@@ -230,6 +230,44 @@ def test_the_normalised_loss_is_zero_at_the_target_and_one_at_the_mean():
     assert float(loss({"irreps": mean}, batch)) == pytest.approx(1.0, rel=1e-9)
 
 
+@pytest.mark.parametrize("space", ["irreps", "cartesian"])
+@pytest.mark.parametrize("function", ["mse", "huber", "l1"])
+def test_the_sign_agnostic_loss_ignores_each_structures_sign(space, function):
+    from crystensor.tensors.harmonic import from_irreps
+
+    kind = get_kind("piezoelectric")
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=(8, kind.dim))
+    norm = target_normalization(y, from_irreps(y, kind), kind)
+
+    class Batch:
+        def __init__(self, irreps):
+            self.y = torch.tensor(irreps)
+            self.y_cartesian = torch.tensor(from_irreps(irreps, kind))
+
+    pred = y + 0.3 * rng.normal(size=y.shape)
+    out = {"irreps": torch.tensor(pred), "cartesian": torch.tensor(from_irreps(pred, kind))}
+    flip = np.array([1, -1, -1, 1, 1, -1, 1, -1.0])[:, None]
+    signed = loss_function(space, norm, kind, function)
+    free = loss_function(space, norm, kind, function, sign_agnostic=True)
+    assert float(free(out, Batch(y))) == pytest.approx(float(signed(out, Batch(y))), rel=1e-12)
+    assert float(free(out, Batch(y * flip))) == pytest.approx(float(free(out, Batch(y))))
+    assert float(signed(out, Batch(y * flip))) > 2 * float(signed(out, Batch(y)))
+    with pytest.raises(InputError, match="odd-rank"):
+        loss_function(space, norm, get_kind("elastic"), function, sign_agnostic=True)
+
+
+def test_a_sign_agnostic_run_stops_on_the_sign_agnostic_validation_mae(tiny_stores, tmp_path):
+    result = _train(tiny_stores["piezoelectric"], tmp_path / "run", epochs=2, sign_agnostic=True)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    free, signed = metrics["val"]["sign_agnostic"], metrics["val"]
+    assert free["frobenius_mae"] <= signed["frobenius_mae"]  # each sign chosen by Frobenius
+    best = min(h["val_mae"] for h in result.final.history)
+    assert best == pytest.approx(metrics["val"]["sign_agnostic"]["mae"], rel=1e-5)
+    with pytest.raises(InputError, match="odd-rank"):
+        _train(tiny_stores["elastic"], tmp_path / "el", epochs=1, sign_agnostic=True)
+
+
 def test_bad_runs_are_refused_with_a_clear_message(tiny_stores, tmp_path):
     _train(tiny_stores["dielectric"], tmp_path / "run", epochs=1)
     with pytest.raises(InputError, match=r"already holds a run.*--resume"):

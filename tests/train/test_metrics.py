@@ -227,3 +227,28 @@ def test_non_finite_values(rng, bad):
 def test_resolve_kind():
     assert resolve_kind("dielectric-electronic")[0].name == "dielectric"
     assert resolve_kind(get_kind("elastic"), units="kbar") == (get_kind("elastic"), "kbar")
+
+
+def test_sign_agnostic_metrics_of_odd_tensors(rng):
+    """Piezoelectric metrics carry a sign-agnostic block: a prediction that is right up to the
+    sign of each structure scores 0 there, and its signed MAE counts every sign error."""
+    true = random_tensors(rng, "piezoelectric", 6)
+    signs = np.array([1, -1, 1, -1, -1, 1.0]).reshape(6, 1, 1, 1)
+    m = tensor_metrics(true * signs, true, "piezoelectric")
+    free = m["sign_agnostic"]
+    assert free["mae"] == 0.0 and free["frobenius_mae"] == 0.0
+    assert free["ewt"]["5"] == 1.0 and free["sign_agreement"] == pytest.approx(0.5)
+    assert m["mae"] > 0.0
+    flipped = tensor_metrics(-true * signs, true, "piezoelectric")["sign_agnostic"]
+    assert flipped["mae"] == 0.0 and flipped["sign_agreement"] == pytest.approx(0.5)
+    # a genuine error is still counted, the same for either sign of the prediction
+    off = true * signs + 0.1
+    a = tensor_metrics(off, true, "piezoelectric")["sign_agnostic"]["mae"]
+    b = tensor_metrics(-off, -true, "piezoelectric")["sign_agnostic"]["mae"]
+    assert a > 0 and a == pytest.approx(b, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["dielectric", "elastic"])
+def test_even_tensors_have_no_sign_agnostic_block(rng, name):
+    true = random_tensors(rng, name, 3)
+    assert "sign_agnostic" not in tensor_metrics(true, true, name)
