@@ -66,7 +66,7 @@ def has_improper(structure) -> tuple[str, bool]:
 
 
 def bond_correlation(structure, tensor: np.ndarray) -> float | None:
-    """``<B, e> / (|B| |e|)`` for a binary tetrahedral compound (cation = lower electronegativity)."""
+    """``<B, e> / (|B| |e|)`` for a binary compound (cation: the lower electronegativity)."""
     from pymatgen.core import Element
 
     symbols = sorted({site.specie.symbol for site in structure}, key=lambda e: Element(e).X)
@@ -154,7 +154,8 @@ def model_cosines(model: Path, store: Path) -> None:
         print(
             f"   {split:5s} n={len(cos):4d}  cos percentiles 10/25/50/75/90: "
             + " ".join(f"{x:+.2f}" for x in q)
-            + f"   share below -0.5: {np.mean(cos < -0.5):.2f}, above +0.5: {np.mean(cos > 0.5):.2f}"
+            + f"   share below -0.5: {np.mean(cos < -0.5):.2f},"
+            + f" above +0.5: {np.mean(cos > 0.5):.2f}"
         )
 
 
