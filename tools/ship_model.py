@@ -61,6 +61,21 @@ ORIGINS = {
 }
 
 
+def _sign_agnostic_lines(test: dict, val: dict, u: str) -> list[str]:
+    """The sign-agnostic metrics of an odd-rank target (piezoelectric), if recorded."""
+    free, free_val = test.get("sign_agnostic"), val.get("sign_agnostic")
+    if not free:
+        return []
+    return [
+        f"- **Sign-agnostic** (each test tensor compared with the stored tensor or its negative, "
+        f"whichever is closer): MAE {_num(free['mae'])}{u} (validation "
+        f"{_num(free_val['mae']) if free_val else '—'}), Frobenius MAE "
+        f"{_num(free['frobenius_mae'])}{u}, EwT25 {100 * free['ewt']['25']:.1f} %; the "
+        f"prediction is closer to the stored sign for {100 * free['sign_agreement']:.0f} % "
+        "of the test tensors",
+    ]
+
+
 def _num(value: float | None, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}g}"
 
@@ -126,8 +141,10 @@ def model_card(
         params = sum(p.numel() for p in checkpoint.build_model().parameters())
     except Exception:  # the card is still useful without the count
         params = None
-    command = " ".join(str(a) for a in checkpoint.meta.get("command", []))
-    command = command.replace(".venv/bin/crystensor", "crystensor")
+    argv = [str(a) for a in checkpoint.meta.get("command", [])]
+    if argv:  # the program by name: ".venv/bin/crystensor" or an absolute path -> "crystensor"
+        argv[0] = Path(argv[0]).name
+    command = " ".join(argv)
     train_config = checkpoint.training.get("train_config", {})
     elements = [Element.from_Z(z).symbol for z in facts["elements"]]
     today = datetime.date.today().isoformat()
@@ -183,6 +200,7 @@ def model_card(
         f"Frobenius error {_num(test.get('relative_frobenius_median'), 3)}",
         "- **EwT** (share of test tensors with relative Frobenius error below the threshold): "
         + ", ".join(f"{k} % {100 * v:.1f} %" for k, v in test["ewt"].items()),
+        *_sign_agnostic_lines(test, val, u),
         "",
         f"Per-component MAE{u and f' ({units})'} in Voigt notation:",
         "",
