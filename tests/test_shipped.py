@@ -60,7 +60,13 @@ def test_model_info_and_the_examples_through_the_cli(target):
     result = runner.invoke(app, ["predict", str(EXAMPLES), "-t", target, "-f", "json"])
     assert result.exit_code == 0, result.output
     predictions = json.loads(result.stdout)
-    assert len(predictions) == len(list(EXAMPLES.glob("*.POSCAR")))
+    assert len(predictions["results"]) == len(list(EXAMPLES.glob("*.POSCAR")))
+    assert predictions["errors"] == []
+    # a caveat of the model (the piezoelectric sign) travels with the JSON, not only on stderr
+    caveat = load_checkpoint(SHIPPED[target]).meta.get("caveat")
+    assert predictions["model_caveat"] == caveat
+    if target == "piezoelectric":
+        assert "sign" in caveat
 
 
 @pytest.mark.parametrize("target", sorted(SHIPPED))

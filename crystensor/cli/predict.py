@@ -250,6 +250,8 @@ def _json_text(results: list[Prediction], predictor: Predictor, symprec: float) 
             "target": predictor.target,
             "model": predictor.source,
             "arch": predictor.checkpoint.arch,
+            # what the model card says a user must know (e.g. an undetermined sign), or null
+            "model_caveat": predictor.checkpoint.meta.get("caveat"),
             "symprec": symprec,
             "results": [r.as_dict() for r in results if r.ok],
             "errors": [r.as_dict() for r in results if not r.ok],
