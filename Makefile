@@ -1,7 +1,7 @@
 # Set-up and the two commands a new user runs. Everything installs into a local virtual
 # environment (.venv) and is idempotent: a second run only re-installs when pyproject.toml changed.
 #
-#   make demo    install, then run crystensor on a shipped example
+#   make demo    install, then decompose and predict for a shipped example
 #   make test    install, then run the test suite (what CI runs)
 #   make test-all  also the full-dataset runs marked heavy (several minutes more)
 #
@@ -27,6 +27,7 @@ install: $(STAMP)
 demo: install
 	$(BIN)/crystensor decompose examples/tensors/ZnO-mp-2133-elastic.json \
 		--structure examples/structures/ZnO-mp-2133.POSCAR
+	$(BIN)/crystensor predict examples/structures/ZnO-mp-2133.POSCAR --target dielectric-electronic
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -18,7 +18,7 @@ gets as much CPU as this whole benchmark): compare CPU times, and quote the load
 ``default`` preset of ``--arch`` is written to a temporary folder (the speed does not depend on
 the weights).
 
-    .venv/bin/python benchmarks/predict_speed.py [--model CKPT] [--arch segnn] [--batch-size 32]
+    .venv/bin/python benchmarks/predict_speed.py [--model CKPT] [--arch segnn] [--batch-size 8]
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="checkpoint (default: shipped elastic model)")
     parser.add_argument("--arch", default="segnn", choices=("segnn", "seconv", "setransformer"))
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=8, help="as crystensor predict")
     parser.add_argument("--repeats", type=int, default=3, help="runs of the command")
     args = parser.parse_args()
 
