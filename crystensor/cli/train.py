@@ -91,7 +91,8 @@ def train(
             "--pool-norm/--no-pool-norm",
             help=(
                 "Scale each pooled feature channel to unit size on the training data before "
-                "the head (on by default; needed for piezoelectric targets)."
+                "the head (default: on for piezoelectric targets, which need it; off for the "
+                "others)."
             ),
             rich_help_panel=_M,
         ),

@@ -42,7 +42,12 @@ def small_model(float64, graphs) -> Callable[..., TensorModel]:
         if key not in cache:
             torch.manual_seed(len(cache))
             config = preset(
-                arch, "small", num_node_features=NUM_FEATURES, target=target, pooling=pooling
+                arch,
+                "small",
+                num_node_features=NUM_FEATURES,
+                target=target,
+                pooling=pooling,
+                pool_norm=True,
             )
             model = build_model(config).eval()
             model.backbone.calibrate_pool_norm([batch_of(*graphs.values())])
