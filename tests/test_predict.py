@@ -7,6 +7,7 @@ the equivariance are exact whatever the weights.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import subprocess
 import sys
@@ -258,11 +259,24 @@ MIXED = [*(rattled(build()) for build in STRUCTURES.values()), americium(), isol
 MIXED += sorted(EXAMPLES.glob("*.POSCAR"))  # 13 inputs, two of which fail
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """One thread count for both paths: with a worker, predict gives torch a thread less, and
+    another thread count may round float32 reductions differently (not what is tested here)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def searched_here(predictors) -> list[tuple]:
     """The results of MIXED with the symmetry searched in this process (too few for a worker)."""
     assert len(MIXED) < predict_module._WORKER_MIN_STRUCTURES
-    results = predictors["piezoelectric"].predict_results(MIXED, batch_size=4)
+    with _torch_threads(1):
+        results = predictors["piezoelectric"].predict_results(MIXED, batch_size=4)
     assert sum(r.ok for r in results) == len(MIXED) - 2
     return [_fields(r) for r in results]
 
@@ -278,8 +292,21 @@ def _with_worker(predictor, monkeypatch) -> tuple[list[tuple], list]:
 
     monkeypatch.setattr(predict_module, "_WORKER_MIN_STRUCTURES", 1)
     monkeypatch.setattr(predict_module._SymmetryWorker, "__init__", spied)
-    results = predictor.predict_results(MIXED, batch_size=4)
+    with _torch_threads(1):
+        results = predictor.predict_results(MIXED, batch_size=4)
     return [_fields(r) for r in results], workers
+
+
+def test_the_network_leaves_the_symmetry_worker_a_core(predictors, monkeypatch):
+    seen = []
+    monkeypatch.setattr(predict_module, "_WORKER_MIN_STRUCTURES", 1)
+    with _torch_threads(2):
+        predictors["piezoelectric"].predict_results(
+            MIXED, batch_size=4, progress=lambda done, total: seen.append(torch.get_num_threads())
+        )
+        assert torch.get_num_threads() == 2  # restored
+    # one thread while the worker runs; the final progress call comes after it has finished
+    assert len(seen) >= 2 and set(seen[:-1]) == {1} and seen[-1] == 2
 
 
 def test_the_symmetry_worker_changes_nothing(predictors, searched_here, monkeypatch):
