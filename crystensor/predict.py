@@ -509,11 +509,13 @@ def _symmetry_search(
     cells = {i: _spglib_cell(s) for i, s in structures.items()}
     worker = None
     threads = torch.get_num_threads()
+    lowered = False
     if len(cells) >= _WORKER_MIN_STRUCTURES:
         worker = _SymmetryWorker(list(cells.items()), symprec, angle_tolerance)
         # leave the worker a core: at predict's batch sizes a second torch thread gains less
         # than the worker loses (measured: 13.0 against 16.0 ms of CPU per structure)
-        if threads > 1:
+        lowered = threads > 1
+        if lowered:
             torch.set_num_threads(threads - 1)
 
     def symmetry_of(i: int) -> Any:
@@ -526,7 +528,8 @@ def _symmetry_search(
     finally:
         if worker is not None:
             worker.close()
-        torch.set_num_threads(threads)
+        if lowered:
+            torch.set_num_threads(threads)
 
 
 class _SymmetryWorker:

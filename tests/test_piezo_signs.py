@@ -74,9 +74,8 @@ def test_the_report_counts_a_flipped_polymorph(signs, tmp_path, capsys):
     e33[0, 0, 2] = e33[0, 2, 0] = e33[1, 1, 2] = e33[1, 2, 1] = 0.2
     path = tmp_path / "records.jsonl.gz"
     with gzip.open(path, "wt") as fh:
-        primitive = (
-            zinc_blende().get_primitive_structure()
-        )  # the script looks at 2- and 4-atom cells
+        # the script reads 2- and 4-atom cells
+        primitive = zinc_blende().get_primitive_structure()
         for structure, value in ((primitive, e14(0.1)), (wurtzite, e33)):
             fh.write(json.dumps({"formula": "ZnS", "structure": structure.as_dict(),
                                  "value": value.tolist()}) + "\n")  # fmt: skip

@@ -19,7 +19,7 @@ Common fields (:class:`ModelConfig`), in the paper's notation:
 ``cutoff``                 graph radius in Angstrom (must match the featurization)
 ``num_radial``             Bessel functions of the radial basis
 ``avg_num_neighbors``      fixed normaliser of neighbour sums (~34 at 5 Angstrom)
-``pool_norm``              equivariant batch norm of the pooled features (see below)
+``pool_norm``              calibrated gain per pooled irrep channel (see below)
 =========================  =================================================================
 
 ``pool_norm`` (off by default; ``crystensor train`` turns it on for odd-rank targets, i.e.

@@ -330,7 +330,7 @@ def tensor_metrics(
         n_zero_target=int(np.sum(target_norm == 0)),
     )
     if tensor_kind.rank % 2:
-        out["sign_agnostic"] = _sign_agnostic(p, t, tensor_kind, target_norm)
+        out["sign_agnostic"] = _sign_agnostic(p, t, tensor_kind, frob, target_norm)
     if groups is not None:
         out["per_crystal_system"] = {
             system: _tensor_summary(abs_voigt[idx], frob[idx], relative[idx])
@@ -341,15 +341,16 @@ def tensor_metrics(
 
 
 def _sign_agnostic(
-    p: np.ndarray, t: np.ndarray, kind: TensorKind, target_norm: np.ndarray
+    p: np.ndarray, t: np.ndarray, kind: TensorKind, plus: np.ndarray, target_norm: np.ndarray
 ) -> dict[str, Any]:
     """Metrics of an odd-rank prediction with each structure's sign chosen to fit best.
 
-    ``sign_agreement`` is the share of structures whose prediction is closer to ``T`` than to
-    ``-T``: about 1/2 when the model (or the data) has no grip on the sign.
+    ``plus`` holds the Frobenius errors ``|p - t|`` per structure (already computed by
+    :func:`tensor_metrics`). ``sign_agreement`` is the share of structures whose prediction is
+    closer to ``T`` than to ``-T``: about 1/2 when the model (or the data) has no grip on the
+    sign.
     """
     n = len(p)
-    plus = np.linalg.norm((p - t).reshape(n, -1), axis=1)
     minus = np.linalg.norm((p + t).reshape(n, -1), axis=1)
     sign = np.where(minus < plus, -1.0, 1.0)
     fitted = p * sign.reshape((n,) + (1,) * (p.ndim - 1))

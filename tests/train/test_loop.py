@@ -298,24 +298,18 @@ def test_bad_runs_are_refused_with_a_clear_message(tiny_stores, tmp_path):
 def test_pool_norm_is_calibrated_and_on_by_default_for_piezoelectric_targets_only(
     tiny_stores, tmp_path
 ):
-    result = _train(tiny_stores["piezoelectric"], tmp_path / "pz", epochs=1)
-    gain = load_checkpoint(result.final.best_checkpoint).state_dict["backbone.pool_gain"]
+    def weights(target: str, **overrides) -> dict:
+        result = run.train(
+            tiny_stores[target],
+            tmp_path / f"{target}-{overrides}",
+            preset_name="small",
+            model_overrides=overrides,
+            config=TrainConfig(epochs=1, **FAST),
+        )
+        return load_checkpoint(result.final.best_checkpoint).state_dict
+
+    gain = weights("piezoelectric")["backbone.pool_gain"]
     assert gain.min() > 1.0  # the small preset's pooled channels are all well below unit size
-    off = run.train(
-        tiny_stores["piezoelectric"],
-        tmp_path / "off",
-        preset_name="small",
-        model_overrides={"pool_norm": False},
-        config=TrainConfig(epochs=1, **FAST),
-    )
-    assert "backbone.pool_gain" not in load_checkpoint(off.final.best_checkpoint).state_dict
-    even = _train(tiny_stores["dielectric"], tmp_path / "di", epochs=1)
-    assert "backbone.pool_gain" not in load_checkpoint(even.final.best_checkpoint).state_dict
-    on = run.train(
-        tiny_stores["dielectric"],
-        tmp_path / "on",
-        preset_name="small",
-        model_overrides={"pool_norm": True},
-        config=TrainConfig(epochs=1, **FAST),
-    )
-    assert "backbone.pool_gain" in load_checkpoint(on.final.best_checkpoint).state_dict
+    assert "backbone.pool_gain" not in weights("piezoelectric", pool_norm=False)
+    assert "backbone.pool_gain" not in weights("dielectric")
+    assert "backbone.pool_gain" in weights("dielectric", pool_norm=True)
