@@ -398,14 +398,14 @@ def test_pymatgen_objects_and_the_lazy_top_level_function(checkpoints):
 
 
 def test_predicting_imports_only_what_it_needs(checkpoints):
-    """torch._dynamo (via e3nn), PyG, ase.io, scipy.optimize and pymatgen's VASP and symmetry
-    modules cost seconds of start-up; predicting a POSCAR needs none of them."""
+    """torch._dynamo and sympy (via e3nn), PyG, ase.io, scipy.optimize and pymatgen's VASP and
+    symmetry modules cost seconds of start-up; predicting a POSCAR needs none of them."""
     code = (
         "import sys; from crystensor.predict import predict_results; "
         f"(r,) = predict_results({str(EXAMPLES / 'ZnO-mp-2133.POSCAR')!r}, "
         f"model={str(checkpoints['elastic'])!r}); assert r.ok, r.error; "
         "heavy = ('torch._dynamo', 'torch_geometric', 'ase.io', 'scipy.optimize', "
-        "'pymatgen.io.vasp', 'pymatgen.symmetry.analyzer'); "
+        "'pymatgen.io.vasp', 'pymatgen.symmetry.analyzer', 'sympy'); "
         "print(sorted(m for m in heavy if m in sys.modules)); "
         "import torch.compiler, torch._dynamo; "
         "print(torch.compiler.disable.__module__)"
@@ -426,6 +426,33 @@ def test_e3nn_defers_to_torch_compiler_disable_once_dynamo_is_loaded():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     lines = out.stdout.split("\n")
     assert lines[:3] == ["False", "True", "True"]
+
+
+def test_e3nn_imports_sympy_when_its_sympy_names_are_first_used():
+    """e3nn's alpha-beta harmonics (Legendre polynomials from sympy) still work after an import
+    without sympy, and agree with the Cartesian ones."""
+    code = (
+        "import sys, torch; from crystensor.predict import _import_e3nn_without_dynamo; "
+        "_import_e3nn_without_dynamo(); print('sympy' in sys.modules); "
+        "from e3nn import o3; x = torch.randn(7, 3, dtype=torch.float64); "
+        "a, b = o3.xyz_to_angles(x); ls = [0, 1, 2, 3]; "
+        "y = o3.spherical_harmonics_alpha_beta(ls, a, b); "
+        "ref = o3.spherical_harmonics(ls, x, normalize=True, normalization='integral'); "
+        "print('sympy' in sys.modules, torch.allclose(y, ref, atol=1e-10)); "
+        "import e3nn.o3._angular_spherical_harmonics as m, sympy; print(m.pi is sympy.pi)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:3] == ["False", "True True", "True"]
+
+
+def test_e3nn_import_with_sympy_loaded_leaves_it_alone():
+    code = (
+        "import sys, sympy; from crystensor.predict import _import_e3nn_without_dynamo; "
+        "_import_e3nn_without_dynamo(); import e3nn.o3._angular_spherical_harmonics as m; "
+        "print(sys.modules['sympy'] is sympy, m.pi is sympy.pi)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True True"
 
 
 def test_import_crystensor_does_not_import_torch():

@@ -242,7 +242,7 @@ def test_one_poscar_loads_only_what_it_needs(model):
         "import sys; from crystensor.cli.app import app; "
         f"app(['predict', {str(ZNO)!r}, '-m', {str(model)!r}], standalone_mode=False); "
         "heavy = ('torch._dynamo', 'torch_geometric', 'ase.io', 'scipy.optimize', "
-        "'pymatgen.io.vasp', 'pymatgen.symmetry.analyzer'); "
+        "'pymatgen.io.vasp', 'pymatgen.symmetry.analyzer', 'sympy'); "
         "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
