@@ -7,9 +7,11 @@ Prints
 2. the throughput of :meth:`crystensor.predict.Predictor.predict_results` over the 1181 matminer
    elastic structures of ``../shared/data`` once the model is loaded (aim: > 200 structures/s),
    in wall time and in CPU time (this process plus the symmetry worker it starts), with the
-   time split into graph building, the network, spglib's symmetry search (which
+   time split into graph building, the network (on all threads, and on one less as
+   ``predict_results`` runs it beside the worker), spglib's symmetry search (which
    ``predict_results`` runs ahead in a worker process, overlapped with the network), and the
-   point group + projection + derived properties.
+   point group + projection + derived properties; and how long the network waited for the
+   worker (if it did, the symmetry search is the bound).
 
 On a machine shared with other jobs the wall times are inflated (and a job in another session
 gets as much CPU as this whole benchmark): compare CPU times, and quote the load printed.
@@ -108,6 +110,28 @@ def matminer_structures() -> list:
     return [Structure.from_str(text, fmt="poscar") for text in frame["poscar"]]
 
 
+@contextlib.contextmanager
+def waiting_for_worker():
+    """``[seconds]`` this process spends blocked on the symmetry worker's answers (so far)."""
+    from crystensor import predict
+
+    waited = [0.0]
+    result = predict._SymmetryWorker.result
+
+    def timed(self, index):
+        start = time.perf_counter()
+        try:
+            return result(self, index)
+        finally:
+            waited[0] += time.perf_counter() - start
+
+    predict._SymmetryWorker.result = timed
+    try:
+        yield waited
+    finally:
+        predict._SymmetryWorker.result = result
+
+
 def stage_seconds(predictor, structures, batch_size: int) -> dict[str, tuple[float, float]]:
     """(wall, CPU) seconds of each stage over all structures, one after the other in this process.
 
@@ -130,11 +154,17 @@ def stage_seconds(predictor, structures, batch_size: int) -> dict[str, tuple[flo
 
     with stage("graphs"):
         graphs = [predictor.graph(s) for s in structures]
-    with stage("network"):
-        irreps = [
-            predictor.raw_irreps(graphs[i : i + batch_size])
-            for i in range(0, len(graphs), batch_size)
-        ]
+    import torch
+
+    threads = torch.get_num_threads()
+    for count in sorted({threads, max(threads - 1, 1)}, reverse=True):
+        torch.set_num_threads(count)
+        with stage(f"network, {count} thread{'s' if count > 1 else ''}"):
+            irreps = [
+                predictor.raw_irreps(graphs[i : i + batch_size])
+                for i in range(0, len(graphs), batch_size)
+            ]
+    torch.set_num_threads(threads)
     raw = from_irreps(np.concatenate(irreps), predictor.kind)
     with stage("spglib symmetry search"):
         found = [_find_symmetry(_spglib_cell(s), 0.01, 5.0) for s in structures]
@@ -191,7 +221,8 @@ def main() -> None:
         predictor.predict_results(structures[:64], batch_size=args.batch_size)  # warm-up
         cpu = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        results = predictor.predict_results(structures, batch_size=args.batch_size)
+        with waiting_for_worker() as waited:
+            results = predictor.predict_results(structures, batch_size=args.batch_size)
         seconds = time.perf_counter() - start
         cpu = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu
         failed = sum(not r.ok for r in results)
@@ -200,7 +231,7 @@ def main() -> None:
             f"(2) predict_results over {n} matminer elastic structures, batch "
             f"{args.batch_size}: {seconds:.2f} s wall, {n / seconds:.0f} structures/s; "
             f"{cpu:.2f} s CPU with the symmetry worker, {1e3 * cpu / n:.1f} ms/structure "
-            f"({failed} failed)"
+            f"({failed} failed); {waited[0]:.2f} s of it waiting for the symmetry worker"
         )
         for name, (wall, cpu) in stage_seconds(predictor, structures, args.batch_size).items():
             print(
