@@ -330,13 +330,14 @@ def _import_e3nn_without_dynamo() -> None:
         sys.modules["sympy"] = stand_in
     try:
         import e3nn.o3
-    except ImportError:
+    except Exception:
         if stand_in is None:
             raise
-        # an e3nn that needs more of sympy while it is imported: import it as it is
+        # an e3nn (or a module it imports) that uses sympy while it is imported: import it
+        # with the real sympy
         for name in [m for m in sys.modules if m == "e3nn" or m.startswith("e3nn.")]:
             del sys.modules[name]
-        del sys.modules["sympy"]
+        sys.modules.pop("sympy", None)
         stand_in = None
         import e3nn.o3  # noqa: F401
     finally:

@@ -445,6 +445,25 @@ def test_e3nn_imports_sympy_when_its_sympy_names_are_first_used():
     assert out.stdout.split("\n")[:3] == ["False", "True True", "True"]
 
 
+def test_e3nn_is_imported_with_sympy_if_the_stand_in_fails():
+    """A module that uses sympy while e3nn is imported (here: a finder that fails on the
+    stand-in) makes the import start again with the real sympy."""
+    code = (
+        "import sys\n"
+        "class Finder:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'e3nn.o3._angular_spherical_harmonics' and "
+        "type(sys.modules.get('sympy')).__name__ == '_SympyStandIn':\n"
+        "            raise TypeError('uses sympy at import')\n"
+        "sys.meta_path.insert(0, Finder())\n"
+        "from crystensor.predict import _import_e3nn_without_dynamo as load; load()\n"
+        "import sympy, e3nn.o3._angular_spherical_harmonics as m\n"
+        "print(type(sympy).__name__, m.pi is sympy.pi, 'torch._dynamo' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "module True False"
+
+
 def test_e3nn_import_with_sympy_loaded_leaves_it_alone():
     code = (
         "import sys, sympy; from crystensor.predict import _import_e3nn_without_dynamo; "
