@@ -260,6 +260,20 @@ class TensorModel(torch.nn.Module):
         self.head = self._build_head(target).to(device=param.device, dtype=param.dtype)
         self.config = self.config.replace(target=target)
 
+    def add_pool_norm(self) -> None:
+        """Give the backbone pooled-feature gains (``config.pool_norm``), all 1 until
+        :meth:`Backbone.calibrate_pool_norm` sets them. For a transferred backbone that gets a
+        new head; does nothing if it has gains already."""
+        if self.backbone.pool_norm:
+            return
+        param = next(self.backbone.parameters())
+        self.backbone.pool_norm = True
+        self.backbone.register_buffer(
+            "pool_gain",
+            torch.ones(self.backbone.irreps_out.dim, device=param.device, dtype=param.dtype),
+        )
+        self.config = self.config.replace(pool_norm=True)
+
     def forward(self, batch: Any) -> dict[str, torch.Tensor]:
         """PyG batch -> predictions (see the class docstring for the keys and shapes)."""
         return self.head(self.backbone(batch))

@@ -175,6 +175,11 @@ def _freeze(model: torch.nn.Module, what: str) -> list[str]:
     return modules[what]
 
 
+def _uncalibrated(model) -> bool:
+    """The pooled-feature gains are those of a new model (all 1), not trained or transferred."""
+    return bool(torch.all(model.backbone.pool_gain == 1.0))
+
+
 def _param_groups(model, config: TrainConfig, transferred: bool) -> list[dict[str, Any]]:
     backbone = [p for p in model.backbone.parameters() if p.requires_grad]
     head = [p for p in model.head.parameters() if p.requires_grad]
@@ -283,7 +288,7 @@ def fit(
             torch.tensor(normalization.scale), torch.tensor(normalization.shift)
         )
     model.to(info.device)
-    if resume is None and not transferred and getattr(model.config, "pool_norm", False):
+    if resume is None and getattr(model.config, "pool_norm", False) and _uncalibrated(model):
         # The same graphs in the same order on every rank: identical gains everywhere.
         calibration = _loader(train_set.head(_CALIBRATION_GRAPHS), 32)
         rms = model.backbone.calibrate_pool_norm(batch.to(info.device) for batch in calibration)

@@ -121,7 +121,13 @@ def _new_model(plan: dict[str, Any], store, target: str, seed: int):
 
 
 def _transfer(checkpoint_path: str | os.PathLike, store, what: str):
-    """The network of a checkpoint, with a head for ``store``'s target (kept if the same)."""
+    """The network of a checkpoint, with a head for ``store``'s target (kept if the same).
+
+    A new head for an odd-rank (piezoelectric) target on a backbone without pooled-feature
+    gains gets them (``add_pool_norm``; :func:`~crystensor.train.loop.fit` calibrates them), as
+    a network trained for that target from scratch has them: without, the odd-parity pooled
+    features are ~100x smaller than the scalars and the new head starts at about zero.
+    """
     source = load_checkpoint(checkpoint_path)
     check_featurization(source.featurization, store, f"the checkpoint {Path(checkpoint_path).name}")
     model = source.build_model()
@@ -134,6 +140,9 @@ def _transfer(checkpoint_path: str | os.PathLike, store, what: str):
             source.target,
             store.target,
         )
+        if store.kind.rank % 2 == 1 and not model.backbone.pool_norm:
+            model.add_pool_norm()
+            log.info("%s: pooled-feature gains added for the %s head", what, store.target)
     else:
         log.info("%s: backbone and head of %s (%s)", what, checkpoint_path, source.target)
     return model.train()

@@ -313,3 +313,37 @@ def test_pool_norm_is_calibrated_and_on_by_default_for_piezoelectric_targets_onl
     assert "backbone.pool_gain" not in weights("piezoelectric", pool_norm=False)
     assert "backbone.pool_gain" not in weights("dielectric")
     assert "backbone.pool_gain" in weights("dielectric", pool_norm=True)
+
+
+def test_a_transferred_backbone_gets_calibrated_gains_for_a_new_piezoelectric_head(
+    tiny_stores, tmp_path
+):
+    _train(tiny_stores["dielectric"], tmp_path / "di", epochs=1)  # no gains (even target)
+    source = load_checkpoint(tmp_path / "di" / "best.pt")
+    assert "backbone.pool_gain" not in source.state_dict and not source.config["pool_norm"]
+    model = run._transfer(
+        tmp_path / "di" / "best.pt", GraphStore(tiny_stores["piezoelectric"]), "t"
+    )
+    assert model.config.pool_norm and torch.equal(
+        model.backbone.pool_gain, torch.ones_like(model.backbone.pool_gain)
+    )
+    for key, value in source.state_dict.items():  # the backbone itself is unchanged
+        if key.startswith("backbone."):
+            torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
+
+    tuned = run.finetune(
+        tmp_path / "di" / "best.pt",
+        tiny_stores["piezoelectric"],
+        tmp_path / "pz",
+        config=TrainConfig(epochs=1, **FAST),
+    )
+    ckpt = load_checkpoint(tuned.final.best_checkpoint)
+    assert ckpt.config["pool_norm"] and ckpt.state_dict["backbone.pool_gain"].min() > 1.0
+    rebuilt = ckpt.build_model()  # the checkpoint rebuilds with its gains
+    torch.testing.assert_close(rebuilt.backbone.pool_gain, ckpt.state_dict["backbone.pool_gain"])
+
+    # calibrated gains travel on unchanged; an even head gets none
+    again = run._transfer(tuned.final.best_checkpoint, GraphStore(tiny_stores["elastic"]), "t")
+    torch.testing.assert_close(again.backbone.pool_gain, ckpt.state_dict["backbone.pool_gain"])
+    even = run._transfer(tmp_path / "di" / "best.pt", GraphStore(tiny_stores["elastic"]), "t")
+    assert not even.backbone.pool_norm and not even.config.pool_norm
