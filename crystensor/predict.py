@@ -501,7 +501,10 @@ class Predictor:
         entries = read_inputs(structures)
         results = [Prediction(name, self.target, self.kind) for name, _ in entries]
         readable = {i: s for i, (_, s) in enumerate(entries) if not isinstance(s, InputError)}
-        with _symmetry_search(readable, symprec, angle_tolerance) as symmetry_of:
+        search = _symmetry_search(
+            readable, symprec, angle_tolerance, batch_size=batch_size, device=self.device
+        )
+        with search as symmetry_of:
             pending: list[tuple[int, Any]] = []
             done = 0
             for i, (_, item) in enumerate(entries):
@@ -543,6 +546,12 @@ class Predictor:
 # structures on.
 _WORKER_MIN_STRUCTURES = 100
 
+# At predict's batch sizes the network's operations are too small to share between threads:
+# on this project's 2-core machine (quiet, shipped elastic SEGNN) a batch of 8 ran at 177
+# structures/s on one thread and 133 on two, a batch of 1 at 117 and 31; only from batch 32
+# on did a second thread help (179 against 152).
+_ONE_THREAD_MAX_BATCH = 16
+
 # The worker: reads (symprec, angle_tolerance, [(index, cell), ...]) as one pickle on stdin and
 # writes one pickle (index, found) per cell on stdout, in order. Only numpy and spglib load.
 _WORKER_CODE = (
@@ -555,13 +564,19 @@ _WORKER_CODE = (
 
 @contextlib.contextmanager
 def _symmetry_search(
-    structures: dict[int, Structure], symprec: float, angle_tolerance: float
+    structures: dict[int, Structure],
+    symprec: float,
+    angle_tolerance: float,
+    *,
+    batch_size: int = 1,
+    device: Any = None,
 ) -> Iterator[Callable[[int], Any]]:
     """``symmetry_of(i)``: what spglib finds for ``structures[i]``, asked for in index order.
 
     For many structures the search runs ahead in a worker process while this process builds
     graphs and runs the network; for a few (or if the worker cannot start or dies) it runs
     here, when asked. The results are the same either way (the same cell goes to spglib).
+    Meanwhile torch runs on the threads :func:`_network_threads` chooses.
     """
     import torch
 
@@ -569,15 +584,13 @@ def _symmetry_search(
 
     cells = {i: _spglib_cell(s) for i, s in structures.items()}
     worker = None
-    threads = torch.get_num_threads()
-    lowered = False
     if len(cells) >= _WORKER_MIN_STRUCTURES:
         worker = _SymmetryWorker(list(cells.items()), symprec, angle_tolerance)
-        # leave the worker a core: at predict's batch sizes a second torch thread gains less
-        # than the worker loses (measured: 13.0 against 16.0 ms of CPU per structure)
-        lowered = threads > 1
-        if lowered:
-            torch.set_num_threads(threads - 1)
+    threads = torch.get_num_threads()
+    wanted = _network_threads(threads, batch_size, worker is not None, device)
+    lowered = wanted != threads
+    if lowered:
+        torch.set_num_threads(wanted)
 
     def symmetry_of(i: int) -> Any:
         cell = cells.pop(i)
@@ -591,6 +604,20 @@ def _symmetry_search(
             worker.close()
         if lowered:
             torch.set_num_threads(threads)
+
+
+def _network_threads(threads: int, batch_size: int, worker: bool, device: Any) -> int:
+    """torch threads for the network of :meth:`Predictor.predict_results` on ``threads``.
+
+    On a CPU: one for batches up to ``_ONE_THREAD_MAX_BATCH``; else one less than there are
+    while the symmetry worker runs (leave it a core: measured 13.0 against 16.0 ms of CPU per
+    structure). On a GPU, unchanged.
+    """
+    if getattr(device, "type", "cpu") != "cpu" or threads <= 1:
+        return threads
+    if batch_size <= _ONE_THREAD_MAX_BATCH:
+        return 1
+    return threads - 1 if worker else threads
 
 
 class _SymmetryWorker:

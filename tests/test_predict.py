@@ -309,6 +309,20 @@ def test_the_network_leaves_the_symmetry_worker_a_core(predictors, monkeypatch):
     assert len(seen) >= 2 and set(seen[:-1]) == {1} and seen[-1] == 2
 
 
+@pytest.mark.parametrize(("batch_size", "expected"), [(4, 1), (32, 2)])
+def test_small_batches_run_on_one_thread(predictors, batch_size, expected):
+    """Too few structures for the worker: one torch thread for small batches, all for large."""
+    seen = []
+    with _torch_threads(2):
+        predictors["piezoelectric"].predict_results(
+            MIXED * 3,  # 39: at least two batches, too few for the worker
+            batch_size=batch_size,
+            progress=lambda done, total: seen.append(torch.get_num_threads()),
+        )
+        assert torch.get_num_threads() == 2  # restored
+    assert len(seen) >= 2 and set(seen[:-1]) == {expected}
+
+
 def test_the_symmetry_worker_changes_nothing(predictors, searched_here, monkeypatch):
     """Searched in a worker process (many structures) or here (a few): the same results."""
     results, workers = _with_worker(predictors["piezoelectric"], monkeypatch)

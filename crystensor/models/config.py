@@ -23,8 +23,9 @@ Common fields (:class:`ModelConfig`), in the paper's notation:
 =========================  =================================================================
 
 ``pool_norm`` (off by default; ``crystensor train`` turns it on for odd-rank targets, i.e.
-piezoelectric, and a transferred backbone without it gets it with a new piezoelectric head): the pooled graph features are multiplied by one gain per irrep channel, set
-before training so that every channel has unit mean square over the training structures
+piezoelectric, and a transferred backbone without it gets it with a new piezoelectric
+head): the pooled graph features are multiplied by one gain per irrep channel, set before
+training so that every channel has unit mean square over the training structures
 (:meth:`crystensor.models.base.Backbone.calibrate_pool_norm`, called by the training loop).
 Without it the odd-parity channels that a piezoelectric head reads come out of mean pooling
 about 100x smaller than the scalars (crystal symmetry nearly cancels them: measured 1e-3
