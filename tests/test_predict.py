@@ -411,6 +411,13 @@ def test_pymatgen_objects_and_the_lazy_top_level_function(checkpoints):
     np.testing.assert_allclose(results[0].voigt, c.voigt, rtol=1e-5, atol=1e-9)
 
 
+def _python(code: str) -> str:
+    """The standard output of ``python -c code`` in a fresh interpreter (which must succeed)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+
+
 def test_predicting_imports_only_what_it_needs(checkpoints):
     """torch._dynamo and sympy (via e3nn), PyG, ase.io, scipy.optimize and pymatgen's VASP and
     symmetry modules cost seconds of start-up; predicting a POSCAR needs none of them."""
@@ -424,8 +431,8 @@ def test_predicting_imports_only_what_it_needs(checkpoints):
         "import torch.compiler, torch._dynamo; "
         "print(torch.compiler.disable.__module__)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split("\n")[:2] == ["[]", "torch.compiler"]
+    stdout = _python(code)
+    assert stdout.split("\n")[:2] == ["[]", "torch.compiler"]
 
 
 def test_e3nn_defers_to_torch_compiler_disable_once_dynamo_is_loaded():
@@ -437,8 +444,8 @@ def test_e3nn_defers_to_torch_compiler_disable_once_dynamo_is_loaded():
         "g = lambda: f(1).abs().sum() * 2; "
         "print(torch.compile(g, backend='eager')().item() == g().item())"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    lines = out.stdout.split("\n")
+    stdout = _python(code)
+    lines = stdout.split("\n")
     assert lines[:3] == ["False", "True", "True"]
 
 
@@ -455,8 +462,8 @@ def test_e3nn_imports_sympy_when_its_sympy_names_are_first_used():
         "print('sympy' in sys.modules, torch.allclose(y, ref, atol=1e-10)); "
         "import e3nn.o3._angular_spherical_harmonics as m, sympy; print(m.pi is sympy.pi)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split("\n")[:3] == ["False", "True True", "True"]
+    stdout = _python(code)
+    assert stdout.split("\n")[:3] == ["False", "True True", "True"]
 
 
 def test_e3nn_is_imported_with_sympy_if_the_stand_in_fails():
@@ -474,18 +481,17 @@ def test_e3nn_is_imported_with_sympy_if_the_stand_in_fails():
         "import sympy, e3nn.o3._angular_spherical_harmonics as m\n"
         "print(type(sympy).__name__, m.pi is sympy.pi, 'torch._dynamo' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "module True False"
+    stdout = _python(code)
+    assert stdout.strip() == "module True False"
 
 
 def test_e3nn_import_with_sympy_loaded_leaves_it_alone():
-    code = (
+    loaded = _python(
         "import sys, sympy; from crystensor.predict import _import_e3nn_without_dynamo; "
         "_import_e3nn_without_dynamo(); import e3nn.o3._angular_spherical_harmonics as m; "
         "print(sys.modules['sympy'] is sympy, m.pi is sympy.pi)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "True True"
+    assert loaded.strip() == "True True"
 
 
 def test_import_crystensor_does_not_import_torch():
@@ -494,8 +500,8 @@ def test_import_crystensor_does_not_import_torch():
         "print(sorted(m for m in ('numpy', 'torch', 'pymatgen', 'e3nn') if m in sys.modules)); "
         "from crystensor import predict; print(callable(predict), 'torch' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split("\n")[:2] == ["[]", "True False"]
+    stdout = _python(code)
+    assert stdout.split("\n")[:2] == ["[]", "True False"]
 
 
 def test_read_inputs_files_frames_directories_and_stdin(tmp_path, monkeypatch):
