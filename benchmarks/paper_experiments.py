@@ -306,8 +306,9 @@ def settings_mismatch(stage: Stage) -> list[str]:
         for key, want in (("arch", stage.arch), ("preset", stage.preset)):
             if recorded.get(key) != want:
                 problems.append(f"{key} {recorded.get(key)!r} (want {want!r})")
-        if recorded.get("model_overrides"):
-            problems.append(f"model overrides {recorded['model_overrides']}")
+        overrides = recorded.get("model_overrides") or {}
+        if overrides and overrides != _default_overrides(stage.store):
+            problems.append(f"model overrides {overrides}")
     else:
         start = Path(recorded.get("start_from") or "")
         if recorded.get("mode") != "finetune" or start != stage.start_from.resolve():
@@ -320,6 +321,18 @@ def settings_mismatch(stage: Stage) -> list[str]:
         if recorded_config.get(key) != want:
             problems.append(f"{key} {recorded_config.get(key)!r} (want {want!r})")
     return problems
+
+
+def _default_overrides(store: Path) -> dict[str, Any]:
+    """What ``crystensor train`` records as the model overrides of a run on ``store`` given
+    none (a run of this script gives none); ``{}`` if the store cannot be read."""
+    from crystensor.data.store import GraphStore
+    from crystensor.train.run import default_model_overrides
+
+    try:
+        return default_model_overrides(GraphStore(store).kind)
+    except Exception:  # a missing store is reported by the plan; here it is only a mismatch
+        return {}
 
 
 def status(stage: Stage, processes: list[tuple[int, Path, list[str]]]) -> str:

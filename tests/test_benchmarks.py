@@ -222,6 +222,12 @@ def test_a_second_run_skips_and_an_interrupted_one_resumes(trained):
     assert code == 0 and "chained/band-gap-seconv/el-pz: resuming" in text
     assert (interrupted / "metrics.json").is_file()
 
+    fresh = runs / "scalar/band-gap-seconv"  # a train run (recorded model overrides) resumes
+    (fresh / "metrics.json").unlink()
+    code, text = _main(experiments, argv)
+    assert code == 0 and "scalar/band-gap-seconv: resuming" in text
+    assert (fresh / "metrics.json").is_file()
+
     _, other = _main(experiments, [*argv, "--epochs", "2", "--dry-run"])
     assert "[settings differ: epochs 1 (want 2)]" in other
 

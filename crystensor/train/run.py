@@ -275,6 +275,13 @@ def _start(plan: dict[str, Any], run_dir: Path, reporter: Reporter | None) -> Ru
     return _execute(plan, run_dir, reporter, info)
 
 
+def default_model_overrides(kind) -> dict[str, Any]:
+    """The model settings ``train`` records for a store of ``kind`` when none are given."""
+    # pool_norm defaults to on exactly for odd-rank (piezoelectric) targets: measured, it is
+    # what lets those leave the zero tensor, and it cost the even targets accuracy
+    return {"pool_norm": kind.rank % 2 == 1}
+
+
 def train(
     data: str | os.PathLike,
     run_dir: str | os.PathLike,
@@ -316,9 +323,7 @@ def train(
         "mode": "train",
         "arch": arch,
         "preset": preset_name,
-        # pool_norm defaults to on exactly for odd-rank (piezoelectric) targets: measured, it is
-        # what lets those leave the zero tensor, and it cost the even targets accuracy
-        "model_overrides": {"pool_norm": store.kind.rank % 2 == 1, **(model_overrides or {})},
+        "model_overrides": {**default_model_overrides(store.kind), **(model_overrides or {})},
         "start_from": None,
         "command": command,
         "stages": [],
