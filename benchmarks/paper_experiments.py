@@ -32,9 +32,10 @@ tensors.
 ``run`` trains what is missing through the library (:mod:`crystensor.train.run`) with exactly
 the settings of the commands above, in dependency order (direct, scalar pretraining,
 scalar -> tensor, chains). A run whose ``metrics.json`` exists is skipped; one with ``run.json``
-but no ``metrics.json`` is resumed (refused if its recorded settings differ); one that a
-``crystensor`` process is training right now is left alone (found by its command line, so two
-``run`` invocations of this script must not share runs). ``--dry-run`` prints the plan.
+but no ``metrics.json`` is resumed (refused if its recorded settings differ); one that another
+process is training right now is left alone (a ``crystensor`` command, found by its command
+line, or another ``run`` of this script, which holds ``RUN_DIR.lock`` while it trains a run), so
+several ``run`` invocations can share the work. ``--dry-run`` prints the plan.
 ``report`` reads every ``metrics.json`` and prints each figure's table with our number beside
 the paper's (``--markdown FILE`` writes the same tables as Markdown).
 
@@ -49,13 +50,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -335,11 +337,48 @@ def _default_overrides(store: Path) -> dict[str, Any]:
         return {}
 
 
+def _lock_path(stage: Stage) -> Path:
+    return stage.run_dir.with_name(stage.run_dir.name + ".lock")
+
+
+@contextlib.contextmanager
+def _training_lock(stage: Stage) -> Iterator[bool]:
+    """Hold ``RUN_DIR.lock`` (``flock``) while this process trains ``stage``; yields False,
+    holding nothing, if another process (say another instance of this script, which trains
+    in-process, so its command line does not name the run) holds it."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: no lock
+        yield True
+        return
+    path = _lock_path(stage)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            mine = True
+        except BlockingIOError:
+            mine = False
+        try:
+            yield mine
+        finally:
+            if mine:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _locked(stage: Stage) -> bool:
+    """Another process holds the stage's training lock."""
+    if not _lock_path(stage).is_file():
+        return False
+    with _training_lock(stage) as mine:
+        return not mine
+
+
 def status(stage: Stage, processes: list[tuple[int, Path, list[str]]]) -> str:
     """``done``, ``running`` (by another process), ``resume`` or ``start``."""
     if (stage.run_dir / "metrics.json").is_file():
         return "done"
-    if _busy(stage, processes) is not None:
+    if _busy(stage, processes) is not None or _locked(stage):
         return "running"
     if (stage.run_dir / "run.json").is_file():
         return "resume"
@@ -466,15 +505,20 @@ def run_plan(stages: Sequence[Stage], *, verbose: bool = False) -> int:
             )
             unfinished.add(stage.key)
             continue
-        print(f"{stage.key}: {'resuming' if state == 'resume' else 'starting'}", flush=True)
-        t0 = time.perf_counter()
-        try:
-            metrics = _execute(stage, state, verbose)
-        except Exception as exc:  # one failed run must not stop the runs that do not need it
-            traceback.print_exc()
-            print(f"{stage.key}: FAILED ({type(exc).__name__}: {exc})", flush=True)
-            unfinished.add(stage.key)
-            continue
+        with _training_lock(stage) as mine:
+            if not mine:  # another instance took it since the status check
+                print(f"{stage.key}: another process is training it; left alone", flush=True)
+                unfinished.add(stage.key)
+                continue
+            print(f"{stage.key}: {'resuming' if state == 'resume' else 'starting'}", flush=True)
+            t0 = time.perf_counter()
+            try:
+                metrics = _execute(stage, state, verbose)
+            except Exception as exc:  # one failed run must not stop the runs that need none
+                traceback.print_exc()
+                print(f"{stage.key}: FAILED ({type(exc).__name__}: {exc})", flush=True)
+                unfinished.add(stage.key)
+                continue
         minutes = (time.perf_counter() - t0) / 60
         print(f"{stage.key}: finished in {minutes:.1f} min, {_summary(metrics)}", flush=True)
     return len(unfinished)

@@ -232,6 +232,25 @@ def test_a_second_run_skips_and_an_interrupted_one_resumes(trained):
     assert "[settings differ: epochs 1 (want 2)]" in other
 
 
+def test_a_stage_another_instance_trains_is_left_alone(trained):
+    """Another instance of the script trains in-process (its command line names no run): the
+    lock it holds on RUN_DIR.lock is what tells."""
+    import fcntl
+
+    runs, argv = trained["runs"], trained["argv"]
+    busy = runs / "chained/band-gap-seconv/el-pz"
+    (busy / "metrics.json").unlink()
+    with open(busy.with_name("el-pz.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the other instance would
+        _, plan = _main(experiments, [*argv, "--dry-run"])
+        code, text = _main(experiments, argv)
+    assert "running  chained/band-gap-seconv/el-pz" in plan
+    assert code == 1 and "el-pz: another process is training it; left alone" in text
+    assert not (busy / "metrics.json").is_file()
+    code, text = _main(experiments, argv)  # released: resumed and finished
+    assert code == 0 and "chained/band-gap-seconv/el-pz: resuming" in text
+
+
 def _table(text: str, title: str) -> list[list[str]]:
     """The rows (as stripped cells) of the Markdown table under the heading ``## title...``."""
     section = text.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
