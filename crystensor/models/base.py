@@ -129,9 +129,17 @@ class Backbone(EquivariantModule):
         self.irreps_out = self.pooling.irreps_out
         # ModelConfig.pool_norm: one gain per (channel, irrep) of the pooled features, set by
         # calibrate_pool_norm() before training; a buffer, so checkpoints carry it.
-        self.pool_norm = bool(config.pool_norm)
-        if self.pool_norm:
-            self.register_buffer("pool_gain", torch.ones(self.irreps_out.dim))
+        self.pool_norm = False
+        if config.pool_norm:
+            self.add_pool_gain()
+
+    def add_pool_gain(self) -> None:
+        """Turn ``pool_norm`` on with all gains 1 (:meth:`calibrate_pool_norm` sets them)."""
+        param = next(self.parameters())
+        self.pool_norm = True
+        self.register_buffer(
+            "pool_gain", torch.ones(self.irreps_out.dim, device=param.device, dtype=param.dtype)
+        )
 
     def node_features(self, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
         """Per-node features before pooling, ``(n_nodes, irreps_out.dim)``, and the inputs."""
@@ -266,12 +274,7 @@ class TensorModel(torch.nn.Module):
         new head; does nothing if it has gains already."""
         if self.backbone.pool_norm:
             return
-        param = next(self.backbone.parameters())
-        self.backbone.pool_norm = True
-        self.backbone.register_buffer(
-            "pool_gain",
-            torch.ones(self.backbone.irreps_out.dim, device=param.device, dtype=param.dtype),
-        )
+        self.backbone.add_pool_gain()
         self.config = self.config.replace(pool_norm=True)
 
     def forward(self, batch: Any) -> dict[str, torch.Tensor]:

@@ -140,7 +140,7 @@ def _transfer(checkpoint_path: str | os.PathLike, store, what: str):
             source.target,
             store.target,
         )
-        if store.kind.rank % 2 == 1 and not model.backbone.pool_norm:
+        if default_model_overrides(store.kind)["pool_norm"] and not model.backbone.pool_norm:
             model.add_pool_norm()
             log.info("%s: pooled-feature gains added for the %s head", what, store.target)
     else:
