@@ -7,8 +7,8 @@ Prints
 2. the throughput of :meth:`crystensor.predict.Predictor.predict_results` over the 1181 matminer
    elastic structures of ``../shared/data`` once the model is loaded (aim: > 200 structures/s),
    in wall time and in CPU time (this process plus the symmetry worker it starts), with the
-   time split into graph building, the network (on all threads, and on one less as
-   ``predict_results`` runs it beside the worker), spglib's symmetry search (which
+   time split into graph building, the network (on all threads, and on the threads
+   ``predict_results`` gives it beside the worker), spglib's symmetry search (which
    ``predict_results`` runs ahead in a worker process, overlapped with the network), and the
    point group + projection + derived properties; and how long the network waited for the
    worker (if it did, the symmetry search is the bound).
@@ -156,8 +156,11 @@ def stage_seconds(predictor, structures, batch_size: int) -> dict[str, tuple[flo
         graphs = [predictor.graph(s) for s in structures]
     import torch
 
+    from crystensor.predict import _network_threads
+
     threads = torch.get_num_threads()
-    for count in sorted({threads, max(threads - 1, 1)}, reverse=True):
+    beside_worker = _network_threads(threads, batch_size, True, predictor.device)
+    for count in sorted({threads, beside_worker}, reverse=True):
         torch.set_num_threads(count)
         with stage(f"network, {count} thread{'s' if count > 1 else ''}"):
             irreps = [

@@ -335,7 +335,7 @@ def _import_e3nn_without_dynamo() -> None:
             raise
         # an e3nn (or a module it imports) that uses sympy while it is imported: import it
         # with the real sympy
-        for name in [m for m in sys.modules if m == "e3nn" or m.startswith("e3nn.")]:
+        for name in _e3nn_module_names():
             del sys.modules[name]
         sys.modules.pop("sympy", None)
         stand_in = None
@@ -344,6 +344,10 @@ def _import_e3nn_without_dynamo() -> None:
         torch.compiler.disable = disable
         if stand_in is not None and sys.modules.get("sympy") is stand_in:
             del sys.modules["sympy"]
+
+
+def _e3nn_module_names() -> list[str]:
+    return [m for m in sys.modules if m == "e3nn" or m.startswith("e3nn.")]
 
 
 class _SympyStandIn(types.ModuleType):
@@ -379,8 +383,9 @@ def _resolve_sympy_names() -> types.ModuleType:
     """Import sympy, rebind the :class:`_SympyName` globals of e3nn to it, return it."""
     import sympy
 
-    for module_name, module in list(sys.modules.items()):
-        if module is None or not (module_name == "e3nn" or module_name.startswith("e3nn.")):
+    for module_name in _e3nn_module_names():
+        module = sys.modules[module_name]
+        if module is None:
             continue
         names = vars(module)
         for key, value in list(names.items()):
