@@ -101,7 +101,7 @@ class Prediction:
     symmetrize : bool
         Whether :attr:`tensor` (what is reported) is ``symmetrized`` (True) or ``raw``.
     point_group, crystal_system, space_group : str or None
-        Hermann-Mauguin symbols and lowercase system, from spglib with ``symprec``.
+        Hermann-Mauguin symbols and lowercase system, found with ``symprec``.
     space_group_number : int or None
     symmetry_violation : float or None
         How far ``raw`` is from invariant: max change under the group / max component.
@@ -497,7 +497,7 @@ class Predictor:
         symmetrize: bool = True,
         batch_size: int = 8,
         symprec: float = 0.01,
-        angle_tolerance: float = 5.0,
+        angle_tolerance: float | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[Prediction]:
         """One :class:`Prediction` per structure, in input order (see :func:`predict_results`)."""
@@ -819,7 +819,7 @@ def predict_results(
     device: str = "cpu",
     batch_size: int = 8,
     symprec: float = 0.01,
-    angle_tolerance: float = 5.0,
+    angle_tolerance: float | None = None,
     dtype: torch.dtype | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Prediction]:
@@ -843,7 +843,9 @@ def predict_results(
         against 6.2 at 32: a bigger batch's per-edge tensors no longer fit in cache). Another
         batch size changes the predictions by float32 rounding only (~1e-6 relative).
     symprec, angle_tolerance : float
-        spglib tolerances (Angstrom, degrees) for the point group.
+        Tolerances (Angstrom, degrees) for the point group: moyo with ``symprec`` alone, or
+        spglib with both when ``angle_tolerance`` is given
+        (:func:`crystensor.tensors.symmetry.point_group_of`).
     dtype : torch.dtype, optional
         Of the model and graphs; float32 by default.
     progress : callable, optional
@@ -885,7 +887,7 @@ def predict(
     device: str = "cpu",
     batch_size: int = 8,
     symprec: float = 0.01,
-    angle_tolerance: float = 5.0,
+    angle_tolerance: float | None = None,
     dtype: torch.dtype | None = None,
 ) -> Any:
     """Predicted tensors as pymatgen objects, in the Cartesian frame of each structure.

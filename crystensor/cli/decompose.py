@@ -42,7 +42,7 @@ def decompose(
         ),
     ] = None,
     symprec: SymPrec = 0.01,
-    angle_tolerance: AngleTolerance = 5.0,
+    angle_tolerance: AngleTolerance = None,
     as_json: JsonFlag = False,
     output: OutputFile = None,
 ) -> None:

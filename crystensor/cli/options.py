@@ -25,12 +25,18 @@ SymPrec = Annotated[
         "--symprec",
         min=1e-6,
         max=1.0,
-        help="spglib distance tolerance (Angstrom) for finding the point group.",
+        help="Distance tolerance (Angstrom) for finding the point group.",
     ),
 ]
 AngleTolerance = Annotated[
-    float,
-    typer.Option("--angle-tolerance", min=0.0, max=30.0, help="spglib angle tolerance (degrees)."),
+    float | None,
+    typer.Option(
+        "--angle-tolerance",
+        min=0.0,
+        max=30.0,
+        help="Angle tolerance (degrees). Given, spglib finds the point group with it and "
+        "--symprec; without it, moyo does with --symprec alone (7x faster).",
+    ),
 ]
 
 # -- training (train and finetune) -----------------------------------------------------------

@@ -80,7 +80,7 @@ def predict(
         ),
     ] = True,
     symprec: SymPrec = 0.01,
-    angle_tolerance: AngleTolerance = 5.0,
+    angle_tolerance: AngleTolerance = None,
     fmt: Annotated[
         Format | None,
         typer.Option(

@@ -64,7 +64,11 @@ def _relative(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _symmetry_report(
-    tensor: np.ndarray, kind: TensorKind, structure: Structure, symprec: float, angle_tol: float
+    tensor: np.ndarray,
+    kind: TensorKind,
+    structure: Structure,
+    symprec: float,
+    angle_tol: float | None,
 ) -> dict[str, Any]:
     from crystensor.tensors import symmetry
 
@@ -91,7 +95,7 @@ def analyse_tensor(
     *,
     structure: Structure | None = None,
     symprec: float = 0.01,
-    angle_tolerance: float = 5.0,
+    angle_tolerance: float | None = None,
 ) -> dict[str, Any]:
     """Harmonic decomposition, explicit view, derived properties and (optionally) symmetry.
 
@@ -106,7 +110,9 @@ def analyse_tensor(
         The crystal whose Cartesian frame the tensor is expressed in; adds the point group, the
         symmetry violation and the tensor projected onto the point group.
     symprec, angle_tolerance : float
-        spglib tolerances (Angstrom, degrees) for finding the point group.
+        Tolerances (Angstrom, degrees) for finding the point group
+        (:func:`~crystensor.tensors.symmetry.point_group_of`: moyo without an angle tolerance,
+        spglib with one).
 
     Returns
     -------

@@ -618,7 +618,7 @@ def _elastic(value: Any, structure: Structure, meta: dict) -> np.ndarray:
         from crystensor.tensors.symmetry import point_group_of, symmetry_violation
 
         try:
-            group = point_group_of(structure)
+            group = point_group_of(structure, angle_tolerance=5.0)  # spglib, as on import
         except Exception as exc:  # no symmetry found: keep the documented frame
             logger.debug("no point group to compare raw and IEEE tensors (%s)", exc)
         else:
