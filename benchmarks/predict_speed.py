@@ -6,12 +6,11 @@ Prints
    (imports, loading the model) included (aim: < 3 s), and its CPU time (user + system);
 2. the throughput of :meth:`crystensor.predict.Predictor.predict_results` over the 1181 matminer
    elastic structures of ``../shared/data`` once the model is loaded (aim: > 200 structures/s),
-   in wall time and in CPU time (this process plus the symmetry worker it starts), with the
-   time split into graph building, the network (on all threads, and on the threads
-   ``predict_results`` gives it beside the worker), spglib's symmetry search (which
-   ``predict_results`` runs ahead in a worker process, overlapped with the network), and the
-   point group + projection + derived properties; and how long the network waited for the
-   worker (if it did, the symmetry search is the bound).
+   in wall time and in CPU time (this process plus the processes it forks), shared between
+   processes as ``predict_results`` does and in this process alone, with the CPU time split into
+   graph building, the network (on all threads and on one, as each forked process runs it), the
+   symmetry search (moyo, which predict uses, and spglib with 5 degrees for comparison), and
+   the point group + projection + derived properties.
 
 On a machine shared with other jobs the wall times are inflated (and a job in another session
 gets as much CPU as this whole benchmark): compare CPU times, and quote the load printed.
@@ -110,28 +109,6 @@ def matminer_structures() -> list:
     return [Structure.from_str(text, fmt="poscar") for text in frame["poscar"]]
 
 
-@contextlib.contextmanager
-def waiting_for_worker():
-    """``[seconds]`` this process spends blocked on the symmetry worker's answers (so far)."""
-    from crystensor import predict
-
-    waited = [0.0]
-    result = predict._SymmetryWorker.result
-
-    def timed(self, index):
-        start = time.perf_counter()
-        try:
-            return result(self, index)
-        finally:
-            waited[0] += time.perf_counter() - start
-
-    predict._SymmetryWorker.result = timed
-    try:
-        yield waited
-    finally:
-        predict._SymmetryWorker.result = result
-
-
 def stage_seconds(predictor, structures, batch_size: int) -> dict[str, tuple[float, float]]:
     """(wall, CPU) seconds of each stage over all structures, one after the other in this process.
 
@@ -156,11 +133,8 @@ def stage_seconds(predictor, structures, batch_size: int) -> dict[str, tuple[flo
         graphs = [predictor.graph(s) for s in structures]
     import torch
 
-    from crystensor.predict import _network_threads
-
     threads = torch.get_num_threads()
-    beside_worker = _network_threads(threads, batch_size, True, predictor.device)
-    for count in sorted({threads, beside_worker}, reverse=True):
+    for count in sorted({threads, 1}, reverse=True):
         torch.set_num_threads(count)
         with stage(f"network, {count} thread{'s' if count > 1 else ''}"):
             irreps = [
@@ -169,8 +143,10 @@ def stage_seconds(predictor, structures, batch_size: int) -> dict[str, tuple[flo
             ]
     torch.set_num_threads(threads)
     raw = from_irreps(np.concatenate(irreps), predictor.kind)
-    with stage("spglib symmetry search"):
-        found = [_find_symmetry(_spglib_cell(s), 0.01, 5.0) for s in structures]
+    with stage("spglib symmetry search (5 deg)"):
+        [_find_symmetry(_spglib_cell(s), 0.01, 5.0) for s in structures]
+    with stage("moyo symmetry search (used)"):
+        found = [_find_symmetry(_spglib_cell(s), 0.01, None) for s in structures]
     with stage("group, projection, properties"):
         for s, tensor, symmetry in zip(structures, raw, found, strict=True):
             result = Prediction("", predictor.target, predictor.kind, structure=s)
@@ -190,6 +166,7 @@ def main() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
+    from crystensor import predict
     from crystensor.predict import Predictor
     from crystensor.pretrained import available
     from crystensor.train.checkpoint import load_checkpoint
@@ -222,20 +199,25 @@ def main() -> None:
         structures = matminer_structures()
         predictor = Predictor(load_checkpoint(model), source=str(model))
         predictor.predict_results(structures[:64], batch_size=args.batch_size)  # warm-up
-        cpu = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        with waiting_for_worker() as waited:
-            results = predictor.predict_results(structures, batch_size=args.batch_size)
-        seconds = time.perf_counter() - start
-        cpu = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu
-        failed = sum(not r.ok for r in results)
         n = len(structures)
-        print(
-            f"(2) predict_results over {n} matminer elastic structures, batch "
-            f"{args.batch_size}: {seconds:.2f} s wall, {n / seconds:.0f} structures/s; "
-            f"{cpu:.2f} s CPU with the symmetry worker, {1e3 * cpu / n:.1f} ms/structure "
-            f"({failed} failed); {waited[0]:.2f} s of it waiting for the symmetry worker"
-        )
+        processes = predict._processes(n, predictor.device)
+        for label, minimum in (
+            (f"{processes} processes", predict._PARALLEL_MIN_STRUCTURES),
+            ("this process alone", n + 1),
+        ):
+            predict._PARALLEL_MIN_STRUCTURES = minimum
+            cpu = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN)
+            start = time.perf_counter()
+            results = predictor.predict_results(structures, batch_size=args.batch_size)
+            seconds = time.perf_counter() - start
+            cpu = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu
+            failed = sum(not r.ok for r in results)
+            print(
+                f"(2) predict_results over {n} matminer elastic structures, batch "
+                f"{args.batch_size}, {label}: {seconds:.2f} s wall, {n / seconds:.0f} "
+                f"structures/s; {cpu:.2f} s CPU, {1e3 * cpu / n:.1f} ms/structure "
+                f"({failed} failed)"
+            )
         for name, (wall, cpu) in stage_seconds(predictor, structures, args.batch_size).items():
             print(
                 f"    {name:<30} {wall:6.2f} s wall ({n / wall:4.0f} structures/s), "

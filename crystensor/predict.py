@@ -33,6 +33,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import types
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -501,197 +502,254 @@ class Predictor:
         progress: Callable[[int, int], None] | None = None,
     ) -> list[Prediction]:
         """One :class:`Prediction` per structure, in input order (see :func:`predict_results`)."""
+        import torch
+
         if batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
         entries = read_inputs(structures)
         results = [Prediction(name, self.target, self.kind) for name, _ in entries]
-        readable = {i: s for i, (_, s) in enumerate(entries) if not isinstance(s, InputError)}
-        search = _symmetry_search(
-            readable, symprec, angle_tolerance, batch_size=batch_size, device=self.device
-        )
-        with search as symmetry_of:
-            pending: list[tuple[int, Any]] = []
-            done = 0
-            for i, (_, item) in enumerate(entries):
-                if isinstance(item, InputError):
-                    results[i].error = str(item)
-                    done += 1
-                    continue
+        todo = []
+        for i, (_, item) in enumerate(entries):
+            if isinstance(item, InputError):
+                results[i].error = str(item)
+            else:
                 results[i].structure = item
-                try:
-                    pending.append((i, self.graph(item)))
-                except InputError as err:
-                    results[i].error = str(err)
-                    done += 1
-                if len(pending) == batch_size:
-                    done += self._run(pending, results, symmetrize, symprec, symmetry_of)
-                    pending = []
-                    if progress is not None:
-                        progress(done, len(entries))
-            if pending:
-                done += self._run(pending, results, symmetrize, symprec, symmetry_of)
+                todo.append(i)
+        job = _Job(self, results, symmetrize, batch_size, symprec, angle_tolerance)
+        done = len(entries) - len(todo)
+        processes = _processes(len(todo), self.device)
+        if processes > 1:
+            todo = _predict_in_processes(job, todo, processes, progress, done)
+            done = len(entries) - len(todo)
+        threads = torch.get_num_threads()
+        wanted = _network_threads(threads, batch_size, self.device)
+        try:
+            torch.set_num_threads(wanted)
+            job.run(todo, progress, done)
+        finally:
+            torch.set_num_threads(threads)
         if progress is not None:
             progress(len(entries), len(entries))
         return results
 
-    def _run(self, pending, results, symmetrize, symprec, symmetry_of) -> int:
+
+@dataclass
+class _Job:
+    """One call of :meth:`Predictor.predict_results`: the results to fill in and the options."""
+
+    predictor: Predictor
+    results: list[Prediction]
+    symmetrize: bool
+    batch_size: int
+    symprec: float
+    angle_tolerance: float | None
+
+    def run(
+        self,
+        indices: list[int],
+        progress: Callable[[int, int], None] | None = None,
+        done: int = 0,
+    ) -> None:
+        """Predict ``results[i]`` for every ``i`` in ``indices``, batch by batch, here."""
+        pending: list[tuple[int, Any]] = []
+        for n, i in enumerate(indices, 1):
+            try:
+                pending.append((i, self.predictor.graph(self.results[i].structure)))
+            except InputError as err:
+                self.results[i].error = str(err)
+            if len(pending) == self.batch_size or (n == len(indices) and pending):
+                self._run_batch(pending)
+                pending = []
+                if progress is not None:
+                    progress(done + n, len(self.results))
+
+    def _run_batch(self, pending: list[tuple[int, Any]]) -> None:
         from crystensor.tensors.harmonic import from_irreps
+        from crystensor.tensors.symmetry import _find_symmetry, _spglib_cell
 
-        raw = from_irreps(self.raw_irreps([g for _, g in pending]), self.kind)
-        for (i, _), tensor in zip(pending, raw, strict=True):
-            _finish(results[i], tensor, symmetrize, symprec, symmetry_of(i))
-        return len(pending)
+        raw = self.predictor.raw_irreps([g for _, g in pending])
+        for (i, _), tensor in zip(pending, from_irreps(raw, self.predictor.kind), strict=True):
+            result = self.results[i]
+            found = _find_symmetry(
+                _spglib_cell(result.structure), self.symprec, self.angle_tolerance
+            )
+            _finish(result, tensor, self.symmetrize, self.symprec, found)
 
 
-# -- the symmetry search, overlapped with the network -----------------------------------------
+# -- many structures: one process per core ----------------------------------------------------
 
-# spglib's search takes ~3 ms per structure (25 ms for a cubic cell): as long as the network on
-# 2 cores. It holds the GIL, so a thread cannot overlap it with the network; a worker process
-# can. Starting one costs ~0.2 s of CPU (Python, numpy, spglib), repaid from this many
-# structures on.
-_WORKER_MIN_STRUCTURES = 100
-
-# At predict's batch sizes the network's operations are too small to share between threads:
-# on this project's 2-core machine (quiet, shipped elastic SEGNN) a batch of 8 ran at 177
-# structures/s on one thread and 133 on two, a batch of 1 at 117 and 31; only from batch 32
-# on did a second thread help (179 against 152).
+# On a CPU a batch of predict's size is too small to share between threads: on this project's
+# 2-core machine (quiet, shipped elastic SEGNN) a batch of 8 ran at 177 structures/s on one
+# thread and 133 on two, a batch of 1 at 117 and 31; only from batch 32 on did a second thread
+# help (179 against 152). So many structures are shared between processes instead, each on one
+# thread: forked from this one (the model is loaded once, the fork costs milliseconds), each
+# predicting chunks of the structures with the whole pipeline (graph, network, symmetry,
+# properties). From this many structures on:
+_PARALLEL_MIN_STRUCTURES = 64
 _ONE_THREAD_MAX_BATCH = 16
+# structures per task given to a process: small enough that the processes finish together
+_CHUNK_BATCHES = 2
 
-# The worker: reads (symprec, angle_tolerance, [(index, cell), ...]) as one pickle on stdin and
-# writes one pickle (index, found) per cell on stdout, in order. Only numpy and spglib load.
-_WORKER_CODE = (
-    "import pickle, sys; from crystensor.tensors.symmetry import _find_symmetry; "
-    "symprec, angle_tolerance, cells = pickle.load(sys.stdin.buffer); out = sys.stdout.buffer\n"
-    "for i, cell in cells:\n"
-    "    pickle.dump((i, _find_symmetry(cell, symprec, angle_tolerance)), out); out.flush()"
-)
+# What the forked processes predict with (set just before they are forked, read in them).
+_FORKED: _Job | None = None
+_FORK_LOCK = threading.Lock()
 
 
-@contextlib.contextmanager
-def _symmetry_search(
-    structures: dict[int, Structure],
-    symprec: float,
-    angle_tolerance: float,
-    *,
-    batch_size: int = 1,
-    device: Any = None,
-) -> Iterator[Callable[[int], Any]]:
-    """``symmetry_of(i)``: what spglib finds for ``structures[i]``, asked for in index order.
+def _network_threads(threads: int, batch_size: int, device: Any) -> int:
+    """torch threads for the network when this process predicts by itself.
 
-    For many structures the search runs ahead in a worker process while this process builds
-    graphs and runs the network; for a few (or if the worker cannot start or dies) it runs
-    here, when asked. The results are the same either way (the same cell goes to spglib).
-    Meanwhile torch runs on the threads :func:`_network_threads` chooses.
-    """
-    import torch
-
-    from crystensor.tensors.symmetry import _find_symmetry, _spglib_cell
-
-    cells = {i: _spglib_cell(s) for i, s in structures.items()}
-    worker = None
-    if len(cells) >= _WORKER_MIN_STRUCTURES:
-        worker = _SymmetryWorker(list(cells.items()), symprec, angle_tolerance)
-    threads = torch.get_num_threads()
-    wanted = _network_threads(threads, batch_size, worker is not None, device)
-    lowered = wanted != threads
-    if lowered:
-        torch.set_num_threads(wanted)
-
-    def symmetry_of(i: int) -> Any:
-        cell = cells.pop(i)
-        found = None if worker is None else worker.result(i)
-        return _find_symmetry(cell, symprec, angle_tolerance) if found is None else found
-
-    try:
-        yield symmetry_of
-    finally:
-        if worker is not None:
-            worker.close()
-        if lowered:
-            torch.set_num_threads(threads)
-
-
-def _network_threads(threads: int, batch_size: int, worker: bool, device: Any) -> int:
-    """torch threads for the network of :meth:`Predictor.predict_results` on ``threads``.
-
-    On a CPU: one for batches up to ``_ONE_THREAD_MAX_BATCH``; else one less than there are
-    while the symmetry worker runs (leave it a core: measured 13.0 against 16.0 ms of CPU per
-    structure). On a GPU, unchanged.
+    On a CPU one for batches up to ``_ONE_THREAD_MAX_BATCH`` (see above), else all of them. On a
+    GPU, unchanged.
     """
     if getattr(device, "type", "cpu") != "cpu" or threads <= 1:
         return threads
-    if batch_size <= _ONE_THREAD_MAX_BATCH:
+    return 1 if batch_size <= _ONE_THREAD_MAX_BATCH else threads
+
+
+def _processes(n_structures: int, device: Any) -> int:
+    """How many processes predict ``n_structures`` structures (1: this one alone).
+
+    One per torch thread (``OMP_NUM_THREADS`` or ``torch.set_num_threads`` limit it), at most
+    one per core this process may run on, on a CPU, on Linux (where forking is safe and cheap),
+    from ``_PARALLEL_MIN_STRUCTURES`` structures on, and not inside a daemon process (which may
+    not have children).
+    """
+    import multiprocessing
+
+    import torch
+
+    if getattr(device, "type", "cpu") != "cpu" or n_structures < _PARALLEL_MIN_STRUCTURES:
         return 1
-    return threads - 1 if worker else threads
+    if sys.platform != "linux" or multiprocessing.current_process().daemon:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(torch.get_num_threads(), cores or 1))
 
 
-class _SymmetryWorker:
-    """A process running :func:`~crystensor.tensors.symmetry._find_symmetry` on cells."""
+def _predict_in_processes(
+    job: _Job,
+    indices: list[int],
+    processes: int,
+    progress: Callable[[int, int], None] | None,
+    done: int,
+) -> list[int]:
+    """Predict ``indices`` in ``processes`` forked processes; return those left undone.
 
-    def __init__(self, cells: list[tuple[int, Any]], symprec: float, angle_tolerance: float):
-        import queue
-        import subprocess
-        import threading
+    Each process predicts chunks of ``_CHUNK_BATCHES`` batches and sends back the fields of
+    their predictions and what it logged (logged again here, in order). If the processes cannot
+    be started or one dies, the structures not yet predicted are returned to predict here.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
-        self._found: dict[int, Any] = {}
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._broken = False
-        # the worker imports what this process would (crystensor may be on a path added at
-        # run time); its few small matrices need no BLAS or OpenMP threads
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-            "OMP_NUM_THREADS": "1",
-            "OPENBLAS_NUM_THREADS": "1",
-        }
+    global _FORKED
+    size = job.batch_size * _CHUNK_BATCHES
+    chunks = [indices[k : k + size] for k in range(0, len(indices), size)]
+    left = list(indices)
+    with _FORK_LOCK:
+        _FORKED = job
         try:
-            self._process = subprocess.Popen(
-                [sys.executable, "-c", _WORKER_CODE],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env=env,
-            )
-        except OSError as err:
-            log.debug("no symmetry worker (%s); searching in this process", err)
-            self._process, self._broken = None, True
-            return
-        request = (symprec, angle_tolerance, cells)
-        self._thread = threading.Thread(target=self._talk, args=(request,), daemon=True)
-        self._thread.start()
+            with ProcessPoolExecutor(
+                processes, multiprocessing.get_context("fork"), initializer=_start_forked
+            ) as pool:
+                for chunk, (fields, records) in zip(
+                    chunks, pool.map(_predict_forked, chunks), strict=True
+                ):
+                    for i, values in fields:
+                        for name, value in values.items():
+                            setattr(job.results[i], name, value)
+                    for record in records:
+                        logging.getLogger(record.name).handle(record)
+                    done += len(chunk)
+                    left = left[len(chunk) :]
+                    if progress is not None:
+                        progress(done, len(job.results))
+        except (BrokenProcessPool, OSError) as err:
+            log.debug("predicting here: the prediction processes failed (%r)", err)
+        finally:
+            _FORKED = None
+    return left
 
-    def _talk(self, request: tuple) -> None:
-        """Send the request, then queue the answers (runs in a thread: it mostly waits)."""
-        import pickle
 
-        try:
-            pickle.dump(request, self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            self._process.stdin.close()
-            for _ in request[2]:
-                self._queue.put(pickle.load(self._process.stdout))
-        except Exception as err:  # a worker that died or could not import: search here
-            self._queue.put(err)
+def _keep_freed_memory() -> None:
+    """Let glibc's malloc keep freed memory for the next batch instead of returning it.
 
-    def result(self, index: int) -> Any:
-        """What spglib found for cell ``index``, or None if the worker failed before it."""
-        while not self._broken and index not in self._found:
-            item = self._queue.get()
-            if isinstance(item, Exception):
-                log.debug("the symmetry worker stopped (%r); searching in this process", item)
-                self._broken = True
-            else:
-                self._found[item[0]] = item[1]
-        return self._found.pop(index, None)
+    Each batch allocates a few MB of tensors; by default glibc maps blocks that large afresh
+    and unmaps them when freed, so every batch page-faults its memory in again (~600 minor
+    faults per structure with the shipped elastic SEGNN, 1 with these settings; measured
+    7.7 against 8.9 ms of CPU per structure, on a noisy machine). Only in processes crystensor
+    owns (the forked ones), and only with glibc.
+    """
+    import ctypes
+    import platform
 
-    def close(self) -> None:
-        """Stop the worker if it still runs (its answers are no longer needed)."""
-        if self._process is None:
-            return
-        if self._process.poll() is None:
-            self._process.kill()
-        self._process.wait()
-        self._thread.join()  # it stops at the end of the worker's output
-        self._process.stdout.close()
+    if platform.libc_ver()[0] != "glibc":
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest allowed
+    libc.mallopt(m_trim_threshold, 512 << 20)
+    libc.mallopt(m_top_pad, 64 << 20)
+
+
+class _Collected(logging.Handler):
+    """Keeps the records a forked process logs, to send them to the parent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        record.msg, record.args = record.getMessage(), None  # arguments may not pickle
+        record.exc_info = None
+        self.records.append(record)
+
+
+_COLLECTED = _Collected()
+
+
+def _start_forked() -> None:
+    """In a forked process: one torch thread, freed memory kept, logging kept for the parent."""
+    import torch
+
+    torch.set_num_threads(1)
+    _keep_freed_memory()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(_COLLECTED)
+
+
+def _predict_forked(indices: list[int]) -> tuple[list[tuple[int, dict]], list[logging.LogRecord]]:
+    """In a forked process: predict ``indices`` of the parent's job, return what changed."""
+    job = _FORKED
+    if job is None:  # not forked from a process that set the job
+        raise RuntimeError("no prediction job in this process")
+    _COLLECTED.records = []
+    job.run(indices)
+    fields = [
+        (i, {name: getattr(job.results[i], name) for name in _PREDICTED_FIELDS}) for i in indices
+    ]
+    return fields, _COLLECTED.records
+
+
+# the fields of a Prediction that predicting fills in
+_PREDICTED_FIELDS = (
+    "raw",
+    "symmetrized",
+    "symmetrize",
+    "point_group",
+    "crystal_system",
+    "space_group",
+    "space_group_number",
+    "symmetry_violation",
+    "properties",
+    "error",
+)
 
 
 def _exact_index_symmetry(tensor: np.ndarray, kind: TensorKind) -> np.ndarray:
@@ -726,7 +784,7 @@ def _finish(
 ) -> None:
     """Symmetry, projection and derived properties of one raw prediction (in place).
 
-    ``found`` is what spglib found for the structure (``symmetry._find_symmetry``).
+    ``found`` is what the symmetry search found for the structure (``symmetry._find_symmetry``).
     """
     with _named_warnings(result.name):
         _symmetrize_and_derive(result, raw, symmetrize, symprec, found)
@@ -743,7 +801,7 @@ def _symmetrize_and_derive(
         return
     kind = result.kind
     raw = _exact_index_symmetry(raw, kind)
-    try:  # = symmetry.point_group_of(structure), with spglib's part done beforehand
+    try:  # = symmetry.point_group_of(structure), with the search done beforehand
         group = symmetry._point_group_from_found(result.structure, found, symprec)
     except ValueError as err:
         result.error = str(err)
@@ -858,9 +916,11 @@ def predict_results(
 
     Notes
     -----
-    For 100 structures or more, spglib's symmetry search (a few ms per structure, as long as
-    the network) runs ahead in a worker process (``sys.executable -c ...``, numpy and spglib
-    only) while this one builds graphs and runs the network; the results are the same.
+    On a CPU under Linux, 64 structures or more are shared between processes forked from this
+    one, one per torch thread (``OMP_NUM_THREADS`` limits them) and per available core, each
+    running the whole pipeline on one thread; what they log is logged here. The results are
+    those of one process (to float32 rounding of the thread count: ~1e-7 relative). If the
+    processes cannot start or one dies, this process predicts what is left.
 
     Raises
     ------

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -261,8 +263,8 @@ MIXED += sorted(EXAMPLES.glob("*.POSCAR"))  # 13 inputs, two of which fail
 
 @contextlib.contextmanager
 def _torch_threads(n: int):
-    """One thread count for both paths: with a worker, predict gives torch a thread less, and
-    another thread count may round float32 reductions differently (not what is tested here)."""
+    """One thread count for both paths: another thread count may round float32 reductions
+    differently (not what is tested here); the forked processes run on one thread."""
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -272,50 +274,108 @@ def _torch_threads(n: int):
 
 
 @pytest.fixture(scope="module")
-def searched_here(predictors) -> list[tuple]:
-    """The results of MIXED with the symmetry searched in this process (too few for a worker)."""
-    assert len(MIXED) < predict_module._WORKER_MIN_STRUCTURES
+def predicted_here(predictors) -> list[tuple]:
+    """The results of MIXED predicted in this process alone (too few structures to share)."""
+    assert len(MIXED) < predict_module._PARALLEL_MIN_STRUCTURES
     with _torch_threads(1):
         results = predictors["piezoelectric"].predict_results(MIXED, batch_size=4)
     assert sum(r.ok for r in results) == len(MIXED) - 2
     return [_fields(r) for r in results]
 
 
-def _with_worker(predictor, monkeypatch) -> tuple[list[tuple], list]:
-    """Results of MIXED with a symmetry worker, and the workers started."""
-    workers = []
-    init = predict_module._SymmetryWorker.__init__
-
-    def spied(self, *args):
-        workers.append(self)
-        init(self, *args)
-
-    monkeypatch.setattr(predict_module, "_WORKER_MIN_STRUCTURES", 1)
-    monkeypatch.setattr(predict_module._SymmetryWorker, "__init__", spied)
+def _in_processes(predictor, monkeypatch, processes: int = 2, **options) -> list:
+    """predict_results of MIXED shared between ``processes`` forked processes."""
+    monkeypatch.setattr(predict_module, "_PARALLEL_MIN_STRUCTURES", 1)
+    monkeypatch.setattr(predict_module, "_processes", lambda n, device: processes)
     with _torch_threads(1):
-        results = predictor.predict_results(MIXED, batch_size=4)
-    return [_fields(r) for r in results], workers
+        return predictor.predict_results(MIXED, batch_size=4, **options)
 
 
-def test_the_network_leaves_the_symmetry_worker_a_core(predictors, monkeypatch):
+def _spy_finish(monkeypatch, also=None) -> None:
+    """``_finish`` that records the process and its torch threads in ``properties``."""
+    finish = predict_module._finish
+
+    def spied(result, *args):
+        finish(result, *args)
+        if result.ok:
+            result.properties["pid"] = os.getpid()
+            result.properties["threads"] = torch.get_num_threads()
+        if also is not None:
+            also(result)
+
+    monkeypatch.setattr(predict_module, "_finish", spied)
+
+
+def _same_results(results, expected: list[tuple]) -> None:
+    """The same results up to float32 rounding: a chunk given to a process starts a new batch,
+    so a failed structure can change which structures share a batch."""
+    assert len(results) == len(expected)
+    for result, fields in zip(results, expected, strict=True):
+        got = _fields(result)
+        assert got[:4] == fields[:4]  # error, point group, space group and its number
+        for a, b in zip(got[6:], fields[6:], strict=True):
+            if a is None or b is None:
+                assert a is b
+            else:
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_processes_change_nothing(predictors, predicted_here, monkeypatch):
+    """Shared between forked processes or predicted here: the same results, in input order."""
+    _same_results(_in_processes(predictors["piezoelectric"], monkeypatch), predicted_here)
+
+
+def test_forked_processes_predict_on_one_thread(predictors, monkeypatch):
+    _spy_finish(monkeypatch)
     seen = []
-    monkeypatch.setattr(predict_module, "_WORKER_MIN_STRUCTURES", 1)
     with _torch_threads(2):
-        predictors["piezoelectric"].predict_results(
-            MIXED, batch_size=4, progress=lambda done, total: seen.append(torch.get_num_threads())
+        monkeypatch.setattr(predict_module, "_PARALLEL_MIN_STRUCTURES", 1)
+        monkeypatch.setattr(predict_module, "_processes", lambda n, device: 2)
+        results = predictors["piezoelectric"].predict_results(
+            MIXED, batch_size=2, progress=lambda done, total: seen.append((done, total))
         )
-        assert torch.get_num_threads() == 2  # restored
-    # one thread while the worker runs; the final progress call comes after it has finished
-    assert len(seen) >= 2 and set(seen[:-1]) == {1} and seen[-1] == 2
+        assert torch.get_num_threads() == 2  # this process's threads are left alone
+    ok = [r for r in results if r.ok]
+    pids = {r.properties["pid"] for r in ok}
+    assert os.getpid() not in pids and len(pids) == 2
+    assert {r.properties["threads"] for r in ok} == {1}
+    # progress after every chunk (2 batches of 2), then once at the end
+    assert seen[-1] == (len(MIXED), len(MIXED))
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen) and len(seen) >= 4
+
+
+def test_what_forked_processes_log_is_logged_here(predictors, monkeypatch, caplog):
+    def log_one(result):
+        logging.getLogger("crystensor.tensors.symmetry").warning("checked %s", result.name)
+
+    _spy_finish(monkeypatch, also=log_one)
+    with caplog.at_level(logging.WARNING, logger="crystensor"):
+        results = _in_processes(predictors["piezoelectric"], monkeypatch)
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("checked")]
+    # every structure with a graph (all but the two that fail), in input order
+    assert logged == [f"checked {r.name}" for r in results if r.ok]
+    assert len(logged) == len(MIXED) - 2
+
+
+def test_a_dying_process_leaves_its_structures_to_this_one(predictors, predicted_here, monkeypatch):
+    run, parent = predict_module._Job.run, os.getpid()
+
+    def dies_on_the_second_chunk(job, indices, *args):
+        if os.getpid() != parent and indices[0] > 0:
+            os._exit(3)
+        return run(job, indices, *args)
+
+    monkeypatch.setattr(predict_module._Job, "run", dies_on_the_second_chunk)
+    _same_results(_in_processes(predictors["piezoelectric"], monkeypatch), predicted_here)
 
 
 @pytest.mark.parametrize(("batch_size", "expected"), [(4, 1), (32, 2)])
 def test_small_batches_run_on_one_thread(predictors, batch_size, expected):
-    """Too few structures for the worker: one torch thread for small batches, all for large."""
+    """Predicted here (too few to share): one torch thread for small batches, all for large."""
     seen = []
     with _torch_threads(2):
         predictors["piezoelectric"].predict_results(
-            MIXED * 3,  # 39: at least two batches, too few for the worker
+            MIXED * 3,  # 39: at least two batches, too few for other processes
             batch_size=batch_size,
             progress=lambda done, total: seen.append(torch.get_num_threads()),
         )
@@ -323,24 +383,18 @@ def test_small_batches_run_on_one_thread(predictors, batch_size, expected):
     assert len(seen) >= 2 and set(seen[:-1]) == {expected}
 
 
-def test_the_symmetry_worker_changes_nothing(predictors, searched_here, monkeypatch):
-    """Searched in a worker process (many structures) or here (a few): the same results."""
-    results, workers = _with_worker(predictors["piezoelectric"], monkeypatch)
-    assert results == searched_here
-    assert len(workers) == 1 and not workers[0]._broken
-    assert workers[0]._process.returncode is not None  # finished and reaped
-
-
-@pytest.mark.parametrize("failure", ["crash", "no python"])
-def test_a_failing_symmetry_worker_falls_back(predictors, searched_here, monkeypatch, failure):
-    if failure == "crash":  # answers for the first three cells, then dies
-        code = predict_module._WORKER_CODE.replace("in cells:", "in cells[:3]:")
-        monkeypatch.setattr(predict_module, "_WORKER_CODE", code + "\nsys.exit(3)")
-    else:
-        monkeypatch.setattr(sys, "executable", str(Path("/nonexistent/python")))
-    results, workers = _with_worker(predictors["piezoelectric"], monkeypatch)
-    assert results == searched_here
-    assert len(workers) == 1 and workers[0]._broken
+def test_how_many_processes(monkeypatch):
+    cpu = torch.device("cpu")
+    with _torch_threads(2):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+        assert predict_module._processes(1000, cpu) == 2  # one per torch thread
+        assert predict_module._processes(10, cpu) == 1  # too few structures
+        assert predict_module._processes(1000, torch.device("meta")) == 1  # not a CPU
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+        assert predict_module._processes(1000, cpu) == 1  # one core allowed
+    with _torch_threads(1):  # e.g. OMP_NUM_THREADS=1
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+        assert predict_module._processes(1000, cpu) == 1
 
 
 # -- inputs and outputs -----------------------------------------------------------------------

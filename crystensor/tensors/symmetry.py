@@ -560,11 +560,12 @@ def _find_symmetry(
     Why moyo: on the 1181 matminer elastic structures it takes 0.6 ms per structure against
     spglib's 4.1 ms (1 against 10-14 ms on a one-atom fcc cell), less than a sixth of
     ``crystensor predict``'s time per structure where spglib's was a third. Over the 5199
-    distinct structures of the shared tensor datasets it finds the same space group and the same Cartesian operations as
-    spglib with ``angle_tolerance=5`` for all but 12, and each of those 12 sits at the tolerance
-    edge: moyo's answer changes between symprec/2 and 2 symprec for all 12, spglib's for 11
-    (moyo finds the higher group for 7, the lower for 5; ``benchmarks/symmetry_search.py``). moyo is not given an angle tolerance: with one
-    (5 degrees) it did not return for one structure of the dielectric set (mp-9947).
+    distinct structures of the shared tensor datasets it finds the same space group and the
+    same Cartesian operations as spglib with ``angle_tolerance=5`` for all but 12, and each of
+    those 12 sits at the tolerance edge: moyo's answer changes between symprec/2 and 2 symprec
+    for all 12, spglib's for 11 (moyo finds the higher group for 7, the lower for 5;
+    ``benchmarks/symmetry_search.py``). moyo is not given an angle tolerance: with one (5
+    degrees) it did not return for one structure of the dielectric set (mp-9947).
     """
     try:
         if angle_tolerance is None:
