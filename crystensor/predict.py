@@ -649,25 +649,29 @@ def _predict_in_processes(
     left = list(indices)
     with _FORK_LOCK:
         _FORKED = job
+        pool = None
         try:
-            with ProcessPoolExecutor(
+            pool = ProcessPoolExecutor(
                 processes, multiprocessing.get_context("fork"), initializer=_start_forked
-            ) as pool:
-                for chunk, (fields, records) in zip(
-                    chunks, pool.map(_predict_forked, chunks), strict=True
-                ):
-                    for i, values in fields:
-                        for name, value in values.items():
-                            setattr(job.results[i], name, value)
-                    for record in records:
-                        logging.getLogger(record.name).handle(record)
-                    done += len(chunk)
-                    left = left[len(chunk) :]
-                    if progress is not None:
-                        progress(done, len(job.results))
+            )
+            for chunk, (fields, records) in zip(
+                chunks, pool.map(_predict_forked, chunks), strict=True
+            ):
+                for i, values in fields:
+                    for name, value in values.items():
+                        setattr(job.results[i], name, value)
+                for record in records:
+                    logging.getLogger(record.name).handle(record)
+                done += len(chunk)
+                left = left[len(chunk) :]
+                if progress is not None:
+                    progress(done, len(job.results))
         except (BrokenProcessPool, OSError) as err:
             log.debug("predicting here: the prediction processes failed (%r)", err)
         finally:
+            # on an interrupt too: the chunks not started are dropped, not waited for
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
             _FORKED = None
     return left
 
