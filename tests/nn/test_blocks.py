@@ -96,6 +96,24 @@ def test_steerable_linear_is_equivariant(rng):
     assert_equivariant(gated, [HIDDEN, SH4], gated.irreps_out, rng)
 
 
+@pytest.mark.parametrize("irreps_in", ["6x0e", "6x0e+3x1o+2x2e", "3x1o+4x0e+2x0o"])
+def test_mixing_scalars_first_is_the_same_map(rng, irreps_in):
+    """``B_k (x W)`` for scalar blocks (factored) equals ``(B_k x) W`` and the generic layout."""
+    product = HarmonicProduct(irreps_in, SH2, "3x0e+2x0o+2x1o+2x1e+2x2e")
+    mixing = PathMixing(product.layout, product.irreps_out.sort().irreps.simplify())
+    for b in mixing.biases:
+        torch.nn.init.normal_(b)
+    x, a = rand(irreps_in, 11), rand(SH2, 11)
+    factored = product.path_major(x, a, factored=True)
+    assert any(isinstance(z, tuple) for z in factored)
+    expected = mixing(product(x, a))
+    torch.testing.assert_close(mixing.from_path_major(factored), expected, rtol=0, atol=1e-12)
+    plain = product.path_major(x, a)
+    torch.testing.assert_close(mixing.from_path_major(plain), expected, rtol=0, atol=1e-12)
+    layer = SteerableLinear(irreps_in, SH2, "4x0e+2x1o+2x2e", gate=True)
+    assert_equivariant(layer, [irreps_in, SH2], layer.irreps_out, rng)
+
+
 def test_path_mixing_bias_only_on_even_scalars(rng):
     product = HarmonicProduct(HIDDEN, SH2, "2x0e+2x1e+2x2o")
     mixing = PathMixing(product.layout, "2x0e+2x1e+2x2o")
