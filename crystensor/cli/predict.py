@@ -67,9 +67,9 @@ def predict(
         typer.Option(
             "--batch-size",
             min=1,
-            help="Structures per forward pass (8 is fastest on a CPU; up to 16 run on one "
-            "torch thread, which is faster for so few; the size changes the predictions by "
-            "float32 rounding only).",
+            help="Structures per forward pass (8 is fastest on a CPU; a batch of up to 16 runs "
+            "on one torch thread, which is faster for so few; the size changes the predictions "
+            "by float32 rounding only).",
         ),
     ] = 8,
     symmetrize: Annotated[
@@ -109,6 +109,10 @@ def predict(
     must vanish are exactly zero); the tables add derived properties (moduli, eigenvalues,
     eij_max). A structure that cannot be predicted is reported with the reason while the others
     are predicted; the exit code is then 2.
+
+    On Linux, 64 structures or more are shared between processes forked from this one, one per
+    core, each on one thread (OMP_NUM_THREADS=1 keeps it to this process); the results are the
+    same.
     """
     # Idle OpenMP threads spin by default; on a busy machine that made inference 10x slower
     # (16 instead of 220 structures/s on 2 cores). It must be set before torch is loaded.
