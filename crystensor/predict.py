@@ -36,7 +36,7 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -565,15 +565,10 @@ class _Job:
 
     def _run_batch(self, pending: list[tuple[int, Any]]) -> None:
         from crystensor.tensors.harmonic import from_irreps
-        from crystensor.tensors.symmetry import _find_symmetry, _spglib_cell
 
         raw = self.predictor.raw_irreps([g for _, g in pending])
         for (i, _), tensor in zip(pending, from_irreps(raw, self.predictor.kind), strict=True):
-            result = self.results[i]
-            found = _find_symmetry(
-                _spglib_cell(result.structure), self.symprec, self.angle_tolerance
-            )
-            _finish(result, tensor, self.symmetrize, self.symprec, found)
+            _finish(self.results[i], tensor, self.symmetrize, self.symprec, self.angle_tolerance)
 
 
 # -- many structures: one process per core ----------------------------------------------------
@@ -741,18 +736,9 @@ def _predict_forked(indices: list[int]) -> tuple[list[tuple[int, dict]], list[lo
     return fields, _COLLECTED.records
 
 
-# the fields of a Prediction that predicting fills in
-_PREDICTED_FIELDS = (
-    "raw",
-    "symmetrized",
-    "symmetrize",
-    "point_group",
-    "crystal_system",
-    "space_group",
-    "space_group_number",
-    "symmetry_violation",
-    "properties",
-    "error",
+# the fields of a Prediction that predicting fills in (the others are known before)
+_PREDICTED_FIELDS = tuple(
+    f.name for f in fields(Prediction) if f.name not in ("name", "target", "kind", "structure")
 )
 
 
@@ -784,18 +770,23 @@ def _named_warnings(name: str) -> Iterator[None]:
 
 
 def _finish(
-    result: Prediction, raw: np.ndarray, symmetrize: bool, symprec: float, found: Any
+    result: Prediction,
+    raw: np.ndarray,
+    symmetrize: bool,
+    symprec: float,
+    angle_tolerance: float | None,
 ) -> None:
-    """Symmetry, projection and derived properties of one raw prediction (in place).
-
-    ``found`` is what the symmetry search found for the structure (``symmetry._find_symmetry``).
-    """
+    """Point group, projection and derived properties of one raw prediction (in place)."""
     with _named_warnings(result.name):
-        _symmetrize_and_derive(result, raw, symmetrize, symprec, found)
+        _symmetrize_and_derive(result, raw, symmetrize, symprec, angle_tolerance)
 
 
 def _symmetrize_and_derive(
-    result: Prediction, raw: np.ndarray, symmetrize: bool, symprec: float, found: Any
+    result: Prediction,
+    raw: np.ndarray,
+    symmetrize: bool,
+    symprec: float,
+    angle_tolerance: float | None,
 ) -> None:
     from crystensor.tensors import symmetry
     from crystensor.tensors.analysis import derived_properties
@@ -805,8 +796,8 @@ def _symmetrize_and_derive(
         return
     kind = result.kind
     raw = _exact_index_symmetry(raw, kind)
-    try:  # = symmetry.point_group_of(structure), with the search done beforehand
-        group = symmetry._point_group_from_found(result.structure, found, symprec)
+    try:
+        group = symmetry.point_group_of(result.structure, symprec, angle_tolerance)
     except ValueError as err:
         result.error = str(err)
         return
