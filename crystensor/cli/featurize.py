@@ -100,9 +100,23 @@ def featurize(
         bool,
         typer.Option("--merge", help="Combine the graph stores given as arguments into --output."),
     ] = False,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            metavar="random|family",
+            help=(
+                "How the 70/15/15 train/val/test split is drawn: 'random' by material id, or "
+                "'family' by chemical system (every set of elements wholly in one split, so no "
+                "test material has a training sibling with the same elements; counts then "
+                "only near 70/15/15)."
+            ),
+            show_default="random",
+        ),
+    ] = None,
     split_seed: Annotated[
         int | None,
-        typer.Option("--split-seed", help="Seed of the 70/15/15 split by id.", show_default="0"),
+        typer.Option("--split-seed", help="Seed of the split (see --split).", show_default="0"),
     ] = None,
     store_features: Annotated[
         bool,
@@ -116,11 +130,11 @@ def featurize(
 
     Each structure becomes a periodic radius graph with the paper's atom features, and its
     target is stored as the full Cartesian tensor and as irreps, with a 70/15/15 split by
-    material id. Several record files of one property are combined into one store, earlier
-    files first; later duplicates are rejected (--dedupe). Records that cannot be used
-    (isolated atom, unsupported element, bad value, duplicate, ...) are listed and written to
-    STORE.rejects.jsonl; the exit code is 0 when at least one graph was written and 2 when
-    every record was rejected or an input is bad.
+    material id (or by chemical system with --split family). Several record files of one
+    property are combined into one store, earlier files first; later duplicates are rejected
+    (--dedupe). Records that cannot be used (isolated atom, unsupported element, bad value,
+    duplicate, ...) are listed and written to STORE.rejects.jsonl; the exit code is 0 when at
+    least one graph was written and 2 when every record was rejected or an input is bad.
     """
     from crystensor.data.featurize import featurize as run_featurize
     from crystensor.data.featurize import merge_stores
@@ -136,6 +150,7 @@ def featurize(
                 workers=workers,
                 shard=shard,
                 dedupe=dedupe,
+                split=split,
                 split_seed=split_seed,
                 store_features=store_features or None,
             )
@@ -148,6 +163,8 @@ def featurize(
         else:
             if target is None:
                 raise InputError("give the records' property with --target, e.g. -t elastic")
+            if split not in (None, "random", "family"):
+                raise InputError(f"--split must be random or family, got {split!r}")
             report = run_featurize(
                 inputs,
                 target,
@@ -160,6 +177,7 @@ def featurize(
                 dedupe=dedupe or "id",
                 progress=update,
                 split_seed=split_seed or 0,
+                split_method=split or "random",
                 store_node_features=store_features,
             )
     if as_json:
@@ -245,7 +263,10 @@ def _render(report: FeaturizeReport, merged: bool) -> None:
     )
     per_atom = report.edges / report.nodes if report.nodes else 0.0
     table.add_row("nodes / edges", f"{report.nodes} / {report.edges} ({per_atom:.1f} per atom)")
-    table.add_row("split", "  ".join(f"{k} {v}" for k, v in report.split_counts.items()))
+    table.add_row(
+        f"split ({report.split_method})",
+        "  ".join(f"{k} {v}" for k, v in report.split_counts.items()),
+    )
     if not merged:
         table.add_row(
             "time",

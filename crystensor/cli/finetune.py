@@ -62,6 +62,8 @@ def finetune(
     device: opt.Device = None,
     compile: opt.Compile = None,
     workers: opt.Workers = None,
+    split: opt.TrainSplit = None,
+    split_seed: opt.SplitSeed = None,
 ) -> None:
     """Fine-tune a trained network on a new store (any target).
 
@@ -81,6 +83,13 @@ def finetune(
     config = train_config(settings)
     config = config.replace(backbone_lr=config.lr / 10 if backbone_lr is None else backbone_lr)
     result = run.finetune(
-        checkpoint, data, output, config=config, reporter=make_reporter(quiet), command=sys.argv
+        checkpoint,
+        data,
+        output,
+        config=config,
+        reporter=make_reporter(quiet),
+        command=sys.argv,
+        split=split or "store",
+        split_seed=split_seed,
     )
     summarise(result, quiet)

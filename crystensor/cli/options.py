@@ -171,3 +171,27 @@ Workers = Annotated[
         rich_help_panel=_T,
     ),
 ]
+TrainSplit = Annotated[
+    str | None,
+    typer.Option(
+        "--split",
+        metavar="store|random|family",
+        help=(
+            "Train/val/test split: 'store' uses the one saved in the store; 'random' (by "
+            "material id) and 'family' (by chemical system: every set of elements wholly in one "
+            "split) recompute it in memory from the store's materials with --split-seed (the "
+            "file is not changed; with --pretrain, both stores are split so)."
+        ),
+        show_default="store",
+        rich_help_panel=_T,
+    ),
+]
+SplitSeed = Annotated[
+    int | None,
+    typer.Option(
+        "--split-seed",
+        help="Seed of a recomputed split (--split random or family), apart from --seed.",
+        show_default="0",
+        rich_help_panel=_T,
+    ),
+]

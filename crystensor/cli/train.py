@@ -112,6 +112,8 @@ def train(
     device: opt.Device = None,
     compile: opt.Compile = None,
     workers: opt.Workers = None,
+    split: opt.TrainSplit = None,
+    split_seed: opt.SplitSeed = None,
     pretrain: Annotated[
         str | None,
         typer.Option(
@@ -177,6 +179,7 @@ def train(
     reporter = make_reporter(quiet)
     if resume is not None:
         extra = [k for k, v in dict(data=data, output=output, pretrain=pretrain).items() if v]
+        extra += [k for k, v in dict(split=split, split_seed=split_seed).items() if v is not None]
         if settings or model or extra:
             raise InputError(
                 "--resume continues a run with the settings it started with; drop "
@@ -206,6 +209,8 @@ def train(
             pretrain_config=pre_config,
             reporter=reporter,
             command=sys.argv,
+            split=split or "store",
+            split_seed=split_seed,
         )
     summarise(result, quiet)
 

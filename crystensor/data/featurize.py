@@ -150,6 +150,8 @@ class FeaturizeReport:
         Graphs whose radius ``auto_cutoff`` had to grow.
     split_counts : dict of str to int
         Graphs in train / val / test.
+    split_method : str
+        ``"random"`` (by material id) or ``"family"`` (by chemical system).
     seconds : float
         Wall time.
     workers : int
@@ -178,6 +180,7 @@ class FeaturizeReport:
     shard: tuple[int, int] | None
     inputs: list[Path] = field(default_factory=list)
     dedupe: str = "id"
+    split_method: str = "random"
 
     @property
     def structures_per_second(self) -> float:
@@ -624,6 +627,7 @@ def featurize(
     progress: Progress | None = None,
     split_seed: int = 0,
     split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
+    split_method: str = "random",
     store_node_features: bool = False,
 ) -> FeaturizeReport:
     """Build the HDF5 graph store of one record file, or of several combined.
@@ -657,8 +661,10 @@ def featurize(
         (``duplicate-structure``; :mod:`crystensor.data.dedupe` gives the matcher settings).
     progress : callable, optional
         ``progress(done, total)`` after each record.
-    split_seed, split_fractions
-        The train/val/test split stored with the graphs (:func:`~crystensor.data.store.make_split`).
+    split_seed, split_fractions, split_method
+        The train/val/test split stored with the graphs (:func:`~crystensor.data.store.make_split`):
+        ``"random"`` by material id, or ``"family"`` by chemical system (every set of elements
+        wholly in one split).
     store_node_features : bool
         Also store the ``(N, 131)`` atom features (else rebuilt from Z when read).
 
@@ -734,6 +740,7 @@ def featurize(
                 store_node_features=store_node_features,
                 split_seed=split_seed,
                 split_fractions=split_fractions,
+                split_method=split_method,
             ) as writer,
         ):
             for result in _results(items, pool):
@@ -787,6 +794,7 @@ def featurize(
         shard=shard,
         inputs=paths,
         dedupe=dedupe,
+        split_method=store.split_info["method"],
     )
     if rejected:
         log.warning(
@@ -858,9 +866,10 @@ def merge_stores(
 ) -> FeaturizeReport:
     """Combine graph stores (typically the shards of one :func:`featurize` run) into one.
 
-    The inputs must agree on target, cutoff, feature set and split settings. Shards of one
-    record file are put in shard order, whatever order they are given in; other stores keep
-    the order given. The split is recomputed over all ids (the same split a single run gives)
+    The inputs must agree on target, cutoff, feature set and split settings (seed, fractions
+    and method). Shards of one record file are put in shard order, whatever order they are
+    given in; other stores keep the order given. The split is recomputed over all ids with the
+    inputs' method (the same split a single run gives)
     and the inputs' ``.rejects.jsonl`` files are concatenated next to the output.
 
     Parameters
@@ -933,6 +942,7 @@ def merge_stores(
         store_node_features=first.has_node_features,
         split_seed=attrs["split_seed"],
         split_fractions=attrs["split_fractions"],
+        split_method=attrs["split_method"],
     ) as writer:
         for store in stores:
             for a in range(0, len(store), _MERGE_BLOCK):
@@ -983,4 +993,5 @@ def merge_stores(
         workers=1,
         shard=None,
         inputs=[s.path for s in stores],
+        split_method=merged.split_info["method"],
     )

@@ -29,7 +29,8 @@ dataset                   shape            dtype    content
 ``crystal_system``        ``(G,)``         str      from the record's symmetry ("" if unknown)
 ``space_group_number``    ``(G,)``         int16    1..230 (0 if unknown)
 ``record_index``          ``(G,)``         int64    position of the record in its source file
-``split``                 ``(G,)``         uint8    0 train, 1 val, 2 test (:func:`make_split`)
+``split``                 ``(G,)``         uint8    0 train, 1 val, 2 test (:func:`make_split`,
+                                                    method named by ``split_method``)
 ========================  ===============  =======  =============================================
 
 The edge vector from centre ``i`` to neighbour ``j`` is rebuilt exactly as
@@ -41,7 +42,9 @@ File attributes: ``format`` (:data:`FORMAT`), ``format_version``, ``crystensor_v
 ``frame`` and ``edge_convention`` (the conventions in words), ``sources`` (JSON list of
 ``{"file", "sha256"}``), ``shard`` (JSON ``[i, n]`` or ``null``), ``split_seed``,
 ``split_fractions``, ``split_method``, ``library_versions``, ``n_graphs``, ``n_nodes``,
-``n_edges``.
+``n_edges``. ``split_method`` is ``"sha256-rank"`` for the ``random`` split by material id and
+``"sha256-chemical-system"`` for the ``family`` split by chemical system
+(:data:`SPLIT_METHODS`); :meth:`GraphStore.use_split` replaces the stored split in memory.
 
 A store is written to a temporary name in the target folder and renamed when complete, so an
 interrupted run leaves no file under the final name. :class:`GraphStore` checks the attributes
@@ -54,6 +57,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import hashlib
 import json
 import logging
@@ -73,10 +77,12 @@ __all__ = [
     "DEFAULT_SPLIT_FRACTIONS",
     "FORMAT",
     "FORMAT_VERSION",
+    "SPLIT_METHODS",
     "SPLIT_NAMES",
     "GraphStore",
     "StoreWriter",
     "StoredGraph",
+    "chemical_systems",
     "file_sha256",
     "make_split",
 ]
@@ -87,7 +93,8 @@ FORMAT = "crystensor-graph-store"
 FORMAT_VERSION = 1
 SPLIT_NAMES = ("train", "val", "test")
 DEFAULT_SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
-SPLIT_METHOD = "sha256-rank"
+# user-facing split method -> value of the store's split_method attribute
+SPLIT_METHODS = {"random": "sha256-rank", "family": "sha256-chemical-system"}
 FRAME_CONVENTION = (
     "Cartesian frame of the stored cell (lattice vectors as rows) and positions, Angstrom; "
     "target tensors are expressed in this frame"
@@ -210,18 +217,98 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def split_method_name(attribute: str) -> str:
+    """The user-facing name (``random``, ``family``) of a ``split_method`` attribute value.
+
+    Raises
+    ------
+    InputError
+        A value of no method this crystensor knows.
+    """
+    for name, value in SPLIT_METHODS.items():
+        if attribute in (name, value):
+            return name
+    raise InputError(
+        f"unknown split method {attribute!r}; choose one of {', '.join(SPLIT_METHODS)}"
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _element_symbols() -> tuple[str, ...]:
+    from pymatgen.core.periodic_table import Element
+
+    symbols = ["X"]
+    for z in range(1, 256):  # atomic numbers are stored as uint8
+        try:
+            symbols.append(Element.from_Z(z).symbol)
+        except ValueError:
+            symbols.append(f"Z{z}")
+    return tuple(symbols)
+
+
+def chemical_systems(atomic_numbers: Sequence[int], node_offsets: Sequence[int]) -> list[str]:
+    """The chemical system of each graph: its element symbols, sorted and joined by ``-``.
+
+    Parameters
+    ----------
+    atomic_numbers : array ``(N,)`` int
+        Z of every node of every graph.
+    node_offsets : array ``(G + 1,)`` int
+        Graph ``g`` owns nodes ``node_offsets[g]:node_offsets[g+1]``.
+
+    Returns
+    -------
+    list of str, ``(G,)``
+        ``"Fe-O"`` for Fe2O3 and FeO alike (symbols in alphabetical order, as pymatgen's
+        ``Composition.chemical_system``).
+
+    Examples
+    --------
+    >>> chemical_systems([8, 26, 8, 3, 3], [0, 3, 5])
+    ['Fe-O', 'Li']
+    """
+    z = np.asarray(atomic_numbers, dtype=np.int64)
+    counts = np.diff(np.asarray(node_offsets, dtype=np.int64))
+    graph = np.repeat(np.arange(len(counts)), counts)
+    pairs = np.unique(graph * 256 + z)  # each (graph, Z) once
+    symbols = _element_symbols()
+    elements: list[list[str]] = [[] for _ in counts]
+    for g, zz in zip(*(x.tolist() for x in np.divmod(pairs, 256)), strict=True):
+        elements[g].append(symbols[zz])
+    return ["-".join(sorted(e)) for e in elements]
+
+
+def _key(seed: int, name: str) -> bytes:
+    return hashlib.sha256(f"{seed}:{name}".encode()).digest()
+
+
 def make_split(
     ids: Sequence[str],
     seed: int = 0,
     fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
+    *,
+    method: str = "random",
+    systems: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Assign each material id to train / val / test, deterministically and order-independently.
 
-    Every id gets the key ``sha256(f"{seed}:{id}")``; the ids sorted by key are cut into
-    ``round(f_train * n)`` train, ``round(f_val * n)`` validation and the rest test. The split
-    of an id depends only on the *set* of ids, the seed and the fractions, never on their order,
-    so the same split is re-derived from the stored ids (shards merged in any order included).
-    Growing the set by a few ids moves only ids near the two cut points.
+    ``method="random"`` (store attribute ``"sha256-rank"``): every id gets the key
+    ``sha256(f"{seed}:{id}")``; the ids sorted by key are cut into ``round(f_train * n)`` train,
+    ``round(f_val * n)`` validation and the rest test. Growing the set by a few ids moves only
+    ids near the two cut points.
+
+    ``method="family"`` (``"sha256-chemical-system"``): materials are grouped by chemical
+    system (``systems``, see :func:`chemical_systems`), so that no material has a sibling of the
+    same set of elements in another split. The families, ordered by
+    ``sha256(f"{seed}:{system}")``, go whole to train while it holds fewer than
+    ``round(f_train * n)`` materials, then to validation while it holds fewer than
+    ``round(f_val * n)``, the rest to test. A family never straddles two splits, so the counts
+    are near the fractions but not exact: train and validation overshoot by less than one
+    family each, and test gets what is left.
+
+    Either way the split of an id depends only on the *set* of ids (and their systems), the
+    seed and the fractions, never on their order, so the same split is re-derived from the
+    stored ids (shards merged in any order included).
 
     Parameters
     ----------
@@ -230,6 +317,10 @@ def make_split(
     seed : int
     fractions : three floats
         Train, validation and test fractions, each >= 0, summing to 1.
+    method : {"random", "family"}
+        The attribute values of :data:`SPLIT_METHODS` are accepted too.
+    systems : sequence of str, ``(n,)``, optional
+        Chemical system of each id; needed by ``method="family"``.
 
     Returns
     -------
@@ -239,7 +330,8 @@ def make_split(
     Raises
     ------
     InputError
-        Duplicate ids or bad fractions.
+        Duplicate ids, bad fractions, an unknown method, or ``family`` without one system per
+        id.
 
     Examples
     --------
@@ -248,21 +340,49 @@ def make_split(
     [14, 3, 3]
     >>> bool((make_split([f"mp-{i}" for i in reversed(range(20))])[::-1] == codes).all())
     True
+
+    By chemical system, each family lands in one split:
+
+    >>> systems = ["Al-O", "C", "Cu-Zn", "Fe-O", "Ga-N", "Li-O", "Mg-O", "Na-Cl", "Si", "Ti-O"] * 2
+    >>> codes = make_split([f"mp-{i}" for i in range(20)], method="family", systems=systems)
+    >>> [int((codes == k).sum()) for k in range(3)]
+    [14, 4, 2]
+    >>> all(len({int(c) for c, t in zip(codes, systems) if t == s}) == 1 for s in systems)
+    True
     """
     fr = [float(f) for f in fractions]
     if len(fr) != 3 or any(not np.isfinite(f) or f < 0 for f in fr) or abs(sum(fr) - 1) > 1e-6:
         raise InputError(
             f"split fractions must be three non-negative numbers summing to 1, got {fractions}"
         )
+    method = split_method_name(method)
     ids = [str(i) for i in ids]
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
         dups = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
         raise InputError(f"duplicate material id(s) {', '.join(dups[:5])}: ids must be unique")
     n = len(ids)
-    keys = [hashlib.sha256(f"{seed}:{i}".encode()).digest() for i in ids]
-    order = sorted(range(n), key=lambda k: (keys[k], ids[k]))
     n_train = round(fr[0] * n)
+    if method == "family":
+        if systems is None or len(systems) != n:
+            raise InputError(
+                "the family split needs the chemical system of every material "
+                f"({n} ids, {'no' if systems is None else len(systems)} systems)"
+            )
+        systems = [str(s) for s in systems]
+        sizes: dict[str, int] = {}
+        for s in systems:
+            sizes[s] = sizes.get(s, 0) + 1
+        wanted = (n_train, round(fr[1] * n))
+        filled = [0, 0, 0]
+        code_of = {}
+        for system in sorted(sizes, key=lambda s: (_key(seed, s), s)):
+            k = next((k for k in (0, 1) if filled[k] < wanted[k]), 2)
+            code_of[system] = k
+            filled[k] += sizes[system]
+        return np.array([code_of[s] for s in systems], dtype=np.uint8).reshape(n)
+    keys = [_key(seed, i) for i in ids]
+    order = sorted(range(n), key=lambda k: (keys[k], ids[k]))
     n_val = min(round(fr[1] * n), n - n_train)
     codes = np.full(n, 2, dtype=np.uint8)
     rank = np.empty(n, dtype=np.int64)
@@ -308,8 +428,9 @@ class StoreWriter:
         This store is the ``i``-th (0-based) of ``n`` slices of its source.
     store_node_features : bool
         Also store the ``(N, F)`` node features (else readers rebuild them from Z).
-    split_seed, split_fractions
-        Passed to :func:`make_split` over all ids when the store is finished.
+    split_seed, split_fractions, split_method
+        Passed to :func:`make_split` over all ids (and, for ``"family"``, their chemical
+        systems) when the store is finished.
     compression : str or None
         h5py filter for the node and edge arrays (``"lzf"``: fast, ~2x smaller).
 
@@ -339,6 +460,7 @@ class StoreWriter:
         store_node_features: bool = False,
         split_seed: int = 0,
         split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
+        split_method: str = "random",
         compression: str | None = "lzf",
         flush_every: int = 1024,
     ) -> None:
@@ -376,7 +498,7 @@ class StoreWriter:
             "shard": list(shard) if shard is not None else None,
             "split_seed": int(split_seed),
             "split_fractions": [float(f) for f in split_fractions],
-            "split_method": SPLIT_METHOD,
+            "split_method": SPLIT_METHODS[split_method_name(split_method)],
             "library_versions": _library_versions(),
         }
         self._h5: Any = None
@@ -593,8 +715,16 @@ class StoreWriter:
         f = self._h5
         f.create_dataset("node_offsets", data=np.concatenate([[0], np.cumsum(self._node_counts)]))
         f.create_dataset("edge_offsets", data=np.concatenate([[0], np.cumsum(self._edge_counts)]))
+        method = split_method_name(self.attrs["split_method"])
+        systems = None
+        if method == "family":
+            systems = chemical_systems(f["atomic_numbers"][()], f["node_offsets"][()])
         codes = make_split(
-            self._ids, self.attrs["split_seed"], tuple(self.attrs["split_fractions"])
+            self._ids,
+            self.attrs["split_seed"],
+            tuple(self.attrs["split_fractions"]),
+            method=method,
+            systems=systems,
         )
         split = f.create_dataset("split", data=codes)
         split.attrs["names"] = json.dumps(SPLIT_NAMES)
@@ -670,6 +800,8 @@ class GraphStore:
         self._pid: int | None = None
         self._memory: dict[str, np.ndarray] | None = None
         self._cache: dict[str, Any] = {}
+        # use_split's codes and settings; None: the split saved in the file
+        self._split: tuple[np.ndarray, dict[str, Any]] | None = None
         self._read_header()
         if expect:
             self.check(**expect)
@@ -836,10 +968,85 @@ class GraphStore:
             )
 
     def split_indices(self, name: str) -> np.ndarray:
-        """Indices ``(k,)`` of the graphs in split ``name`` (``train``, ``val`` or ``test``)."""
+        """Indices ``(k,)`` of the graphs in split ``name`` (``train``, ``val`` or ``test``).
+
+        The split saved in the store, or the one :meth:`use_split` chose.
+        """
         if name not in SPLIT_NAMES:
             raise InputError(f"unknown split {name!r}; choose one of {', '.join(SPLIT_NAMES)}")
         return np.flatnonzero(self.read("split") == SPLIT_NAMES.index(name))
+
+    @property
+    def chemical_systems(self) -> list[str]:
+        """Chemical system of each graph, ``(G,)`` (:func:`chemical_systems`)."""
+        if "chemical_systems" not in self._cache:
+            self._cache["chemical_systems"] = chemical_systems(
+                self.read("atomic_numbers"), self.node_offsets
+            )
+        return self._cache["chemical_systems"]
+
+    @property
+    def split_info(self) -> dict[str, Any]:
+        """How the split in use was made: ``method`` (``random`` or ``family``), ``seed``,
+        ``fractions`` and ``source`` (``"store"``: saved in the file; ``"recomputed"``: by
+        :meth:`use_split`)."""
+        if self._split is not None:
+            return dict(self._split[1])
+        attr = self.attrs["split_method"]
+        try:
+            method = split_method_name(attr)
+        except InputError:
+            method = attr  # a method this crystensor does not know; its saved split still works
+        return {
+            "method": method,
+            "seed": int(self.attrs["split_seed"]),
+            "fractions": [float(f) for f in self.attrs["split_fractions"]],
+            "source": "store",
+        }
+
+    def use_split(
+        self, method: str, seed: int = 0, fractions: Sequence[float] | None = None
+    ) -> GraphStore:
+        """Replace the saved split, in memory only, by one recomputed with :func:`make_split`.
+
+        ``split_indices``, ``read("split")``, :attr:`split_info` and copies pickled to
+        ``DataLoader`` workers see the new split; the file is not changed.
+
+        Parameters
+        ----------
+        method : {"store", "random", "family"}
+            ``"store"`` goes back to the split saved in the file.
+        seed : int
+        fractions : three floats, optional
+            Default: the store's ``split_fractions``.
+
+        Returns
+        -------
+        GraphStore
+            This store.
+
+        Raises
+        ------
+        InputError
+            An unknown method or bad fractions.
+        """
+        if method == "store":
+            self._split = None
+            return self
+        method = split_method_name(method)
+        fr = [float(f) for f in (self.attrs["split_fractions"] if fractions is None else fractions)]
+        systems = self.chemical_systems if method == "family" else None
+        codes = make_split(self.ids, seed, fr, method=method, systems=systems)
+        info = {"method": method, "seed": int(seed), "fractions": fr, "source": "recomputed"}
+        self._split = (codes, info)
+        log.info(
+            "%s: %s split, seed %d: %s",
+            self.path.name,
+            method,
+            seed,
+            ", ".join(f"{n} {int((codes == k).sum())}" for k, n in enumerate(SPLIT_NAMES)),
+        )
+        return self
 
     # -- data --------------------------------------------------------------------------------
     def _file(self):
@@ -864,6 +1071,8 @@ class GraphStore:
 
     def read(self, name: str, start: int | None = None, stop: int | None = None) -> Any:
         """Rows ``start:stop`` of a dataset (along its growing axis; strings decoded)."""
+        if name == "split" and self._split is not None:
+            return self._split[0][start:stop]
         if self._memory is not None and name in self._memory:
             values = self._memory[name]
             return values[:, start:stop] if name == "edge_index" else values[start:stop]

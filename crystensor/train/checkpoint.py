@@ -17,7 +17,9 @@ A checkpoint is one ``torch.save`` file of plain containers and tensors, so it l
 ``training``       train config, epoch, history, optimizer / scheduler / RNG state (resume);
                    may be empty in a shipped model
 ``meta``           free-form provenance: creation time, data store, command line, parent
-                   checkpoint of a fine-tuned model
+                   checkpoint of a fine-tuned model; ``meta["split"]``: how ``split`` was made
+                   (``method`` random or family, ``seed``, ``fractions``, ``source`` store or
+                   recomputed; absent in checkpoints written before crystensor recorded it)
 =================  ===========================================================================
 """
 

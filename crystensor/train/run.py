@@ -12,6 +12,12 @@ A run is a plan of one or two stages, written to ``RUN_DIR/run.json`` before any
 
 :func:`resume` reads the plan back and re-runs it: a finished stage (its ``metrics.json``
 exists) is skipped, an interrupted one continues from its ``last.pt``.
+
+Each stage trains on its store's saved split, or on one recomputed in memory
+(:meth:`~crystensor.data.store.GraphStore.use_split`; ``split="random"`` or ``"family"`` with
+``split_seed``). The stage's ``split`` entry in the plan (``{"method", "seed"}``; absent in
+older plans: the store's) makes a resumed run use the same one, and the checkpoints' ``meta``
+record the split used (``method``, ``seed``, ``fractions``, ``source``).
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ PRETRAIN_TARGETS = {
 }
 PLAN_FILE = "run.json"
 PLAN_VERSION = 1
+# --split: the store's saved split, or one recomputed by GraphStore.use_split
+SPLITS = ("store", "random", "family")
 
 
 @dataclass
@@ -91,6 +99,19 @@ def _check_identity(store, recorded: dict[str, Any]) -> None:
                 f"{store.path} changed since the run began ({key} {recorded[key]!r} -> "
                 f"{now[key]!r}); start a new run instead of --resume"
             )
+
+
+def _split_plan(split: str, seed: int | None) -> dict[str, Any]:
+    """The plan's record of a ``--split`` / ``--split-seed`` choice (checked)."""
+    if split not in SPLITS:
+        raise InputError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split == "store":
+        if seed is not None:
+            raise InputError(
+                "--split-seed needs --split random or family (the store's split has its seed)"
+            )
+        return {"method": "store", "seed": None}
+    return {"method": split, "seed": 0 if seed is None else int(seed)}
 
 
 def _model_config(plan: dict[str, Any], store, target: str):
@@ -183,6 +204,8 @@ def _stage(
     """Run (or resume, or skip if finished) one stage of ``plan``."""
     store = _open_store(stage["data"], "store")
     _check_identity(store, stage["store"])
+    split = stage.get("split") or {"method": "store"}  # plans from before --split: the store's
+    store.use_split(split["method"], split.get("seed") or 0)
     config = train_config_from_dict(stage["train"])
     metrics_file = stage_dir / "metrics.json"
     if metrics_file.is_file() and (stage_dir / "best.pt").is_file():
@@ -202,6 +225,7 @@ def _stage(
         "created": plan["created"],
         "parent": str(parent) if parent else None,
         "run_dir": str(stage_dir),
+        "split": store.split_info,
     }
     return fit(
         model,
@@ -236,13 +260,16 @@ def _execute(
     return result
 
 
-def _stage_plan(name: str, store, config: TrainConfig, subdir: str = "") -> dict[str, Any]:
+def _stage_plan(
+    name: str, store, config: TrainConfig, subdir: str = "", split: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "name": name,
         "data": str(store.path.resolve()),
         "store": _store_identity(store),
         "train": config.to_dict(),
         "subdir": subdir,
+        "split": split or {"method": "store", "seed": None},
     }
 
 
@@ -295,6 +322,8 @@ def train(
     pretrain_config: TrainConfig | None = None,
     reporter: Reporter | None = None,
     command: list[str] | None = None,
+    split: str = "store",
+    split_seed: int | None = None,
 ) -> RunResult:
     """Train a model on a graph store, optionally after scalar pretraining.
 
@@ -314,8 +343,13 @@ def train(
         a checkpoint's backbone.
     pretrain_config : TrainConfig, optional
         Settings of the pretraining stage (default: ``config``).
+    split : {"store", "random", "family"}
+        The store's saved train/val/test split, or one recomputed in memory from its ids (by
+        material id, or by chemical system) with ``split_seed`` (default 0); applied to the
+        pretraining store too.
     """
     config = config or TrainConfig()
+    split_plan = _split_plan(split, split_seed)
     store = _open_store(data, "store")
     if store.kind.rank == 0 and pretrain is not None and pretrain in PRETRAIN_TARGETS:
         log.info("pretraining a scalar model on another scalar: allowed, but unusual")
@@ -352,7 +386,9 @@ def train(
                     " featurize both with the same --cutoff"
                 )
             plan["stages"].append(
-                _stage_plan("pretrain", pre_store, pretrain_config or config, "pretrain")
+                _stage_plan(
+                    "pretrain", pre_store, pretrain_config or config, "pretrain", split_plan
+                )
             )
         else:
             path = Path(pretrain)
@@ -363,7 +399,7 @@ def train(
                 )
             load_checkpoint(path)  # fail now, not after the plan is written
             plan["start_from"] = str(path.resolve())
-    plan["stages"].append(_stage_plan("train", store, config))
+    plan["stages"].append(_stage_plan("train", store, config, split=split_plan))
     if plan["start_from"] is None:
         _model_config(plan, store, store.target)  # refuse bad settings before writing anything
     return _start(plan, Path(run_dir), reporter)
@@ -377,14 +413,18 @@ def finetune(
     config: TrainConfig | None = None,
     reporter: Reporter | None = None,
     command: list[str] | None = None,
+    split: str = "store",
+    split_seed: int | None = None,
 ) -> RunResult:
     """Continue training a checkpoint's network on another store (any target).
 
     The backbone is transferred; the head is kept when the store's target is the
     checkpoint's, else a new one is built. ``config.freeze`` and ``config.backbone_lr``
-    control how much the transferred part moves.
+    control how much the transferred part moves. ``split`` and ``split_seed`` as in
+    :func:`train`.
     """
     config = config or TrainConfig()
+    split_plan = _split_plan(split, split_seed)
     source = load_checkpoint(checkpoint)
     store = _open_store(data, "store")
     check_featurization(source.featurization, store, f"the checkpoint {Path(checkpoint).name}")
@@ -395,7 +435,7 @@ def finetune(
         "model_overrides": {},
         "start_from": str(Path(checkpoint).resolve()),
         "command": command,
-        "stages": [_stage_plan("finetune", store, config)],
+        "stages": [_stage_plan("finetune", store, config, split=split_plan)],
     }
     return _start(plan, Path(run_dir), reporter)
 

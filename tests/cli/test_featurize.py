@@ -103,6 +103,19 @@ def test_shards_and_merge(records, tmp_path):
     assert_same_store(tmp_path / "all.h5", tmp_path / "m.h5")
 
 
+def test_family_split_option(records, tmp_path):
+    out = tmp_path / "g.h5"
+    result = run(records, "-t", "band-gap", "-o", out, "--split", "family", "--split-seed", "3")
+    assert result.exit_code == 0, result.output
+    assert "split (family)" in result.stdout
+    store = GraphStore(out)
+    assert store.split_info["method"] == "family" and store.split_info["seed"] == 3
+    result = run("--merge", out, "-o", tmp_path / "m.h5", "--split", "random")
+    one_line_error(result, "--split cannot be used with --merge")
+    result = run(records, "-t", "band-gap", "-o", tmp_path / "x.h5", "--split", "element")
+    one_line_error(result, "--split must be random or family, got 'element'")
+
+
 def test_everything_rejected_exits_2(tmp_path):
     write_records(tmp_path / "r.jsonl", [make_record("cs", isolated_cs(), "band-gap", 1.0)])
     result = run(tmp_path / "r.jsonl", "-t", "band-gap", "-o", tmp_path / "g.h5")

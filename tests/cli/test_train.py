@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from crystensor.cli.app import app
 from crystensor.train.checkpoint import load_checkpoint
-from tests.train.conftest import build_store
+from tests.train.conftest import MANY_SPECIES, build_store
 
 pytestmark = pytest.mark.slow
 
@@ -71,6 +71,31 @@ def test_resume_continues_and_refuses_new_settings(stores, tmp_path):
     assert done.exit_code == 2 and "already holds a run" in done.output
 
 
+def test_split_options_of_train_and_finetune(tmp_path):
+    data = build_store(tmp_path / "d.h5", "dielectric", 48, species=MANY_SPECIES)
+    out = tmp_path / "run"
+    done = _run("train", "-d", data, "-o", out, *FAST, "--epochs", "1", "--split", "family",
+                "--split-seed", "2")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert json.loads((out / "run.json").read_text())["stages"][0]["split"] == {
+        "method": "family",
+        "seed": 2,
+    }
+    assert load_checkpoint(out / "best.pt").meta["split"]["method"] == "family"
+    done = _run("train", "--resume", out, "--split", "random")
+    assert done.exit_code == 2 and "drop --split" in done.output
+    done = _run("train", "--resume", out, "--split-seed", "0")
+    assert done.exit_code == 2 and "drop --split-seed" in done.output
+
+    tuned = tmp_path / "tuned"
+    done = _run("finetune", out / "best.pt", "-d", data, "-o", tuned, "--epochs", "1",
+                "--batch-size", "8", "--split", "random")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    split = load_checkpoint(tuned / "best.pt").meta["split"]
+    assert split == {"method": "random", "seed": 0, "fractions": [0.7, 0.15, 0.15],
+                     "source": "recomputed"}  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -82,6 +107,8 @@ def test_resume_continues_and_refuses_new_settings(stores, tmp_path):
         (["--lmax", "5"], "need 0 <= lmax <= lmax_out"),
         (["--pretrain", "bandgap"], "needs --pretrain-data"),
         (["--device", "tpu"], "--device must be auto, cpu or cuda"),
+        (["--split", "element"], "--split must be one of store, random, family"),
+        (["--split-seed", "1"], "--split-seed needs --split random or family"),
     ],
 )
 def test_bad_options_give_one_line_and_exit_2(stores, tmp_path, args, message):

@@ -277,6 +277,27 @@ def test_shards_then_merge_equal_a_single_run(tmp_path):
     assert shard_bounds((2, 3), 13) == (8, 13)
 
 
+def test_a_family_split_is_stored_and_kept_by_shards_and_merge(tmp_path):
+    write_test_records(tmp_path / "r.jsonl", copies=5)
+    single = featurize(tmp_path / "r.jsonl", "band-gap", tmp_path / "all.h5", split_method="family")
+    assert single.split_method == "family" and sum(single.split_counts.values()) == 20
+    store = GraphStore(tmp_path / "all.h5")
+    assert store.attrs["split_method"] == "sha256-chemical-system"
+    codes_of: dict[str, set[int]] = {}
+    for code, system in zip(store.read("split"), store.chemical_systems, strict=True):
+        codes_of.setdefault(system, set()).add(int(code))
+    assert all(len(codes) == 1 for codes in codes_of.values())
+    shards = [tmp_path / f"part{i}.h5" for i in range(2)]
+    for i, path in enumerate(shards):
+        featurize(tmp_path / "r.jsonl", "band-gap", path, shard=(i, 2), split_method="family")
+    merged = merge_stores(shards[::-1], tmp_path / "merged.h5")
+    assert merged.split_method == "family" and merged.split_counts == single.split_counts
+    assert_same_store(tmp_path / "all.h5", tmp_path / "merged.h5")
+    featurize(tmp_path / "r.jsonl", "band-gap", tmp_path / "r0.h5", shard=(0, 2))
+    with pytest.raises(InputError, match="split_method is 'sha256-rank' in one and 'sha256-chem"):
+        merge_stores([tmp_path / "r0.h5", shards[1]], tmp_path / "m.h5")
+
+
 def test_merge_refuses_what_does_not_fit(tmp_path):
     write_test_records(tmp_path / "r.jsonl")
     write_test_records(tmp_path / "e.jsonl", "elastic")

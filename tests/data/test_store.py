@@ -16,10 +16,12 @@ from crystensor.data.store import (
     FORMAT,
     FORMAT_VERSION,
     REQUIRED_ATTRS,
+    SPLIT_METHODS,
     SPLIT_NAMES,
     GraphStore,
     StoredGraph,
     StoreWriter,
+    chemical_systems,
     make_split,
 )
 from crystensor.errors import InputError
@@ -262,3 +264,114 @@ def test_split_refuses_bad_input():
         make_split(IDS, fractions=(0.7, 0.3))
     with pytest.raises(InputError, match="split fractions"):
         make_split(IDS, fractions=(1.2, -0.1, -0.1))
+
+
+# -- the family split --------------------------------------------------------------------------
+def realistic_systems(n: int, seed: int = 0) -> list[str]:
+    """Chemical systems drawn like a materials database's: mostly binaries and ternaries of
+    common elements, so a few systems recur many times and most appear once or twice."""
+    rng = np.random.default_rng(seed)
+    symbols = [elements._symbol(z) for z in range(1, 84)]
+    weights = 1.0 / np.arange(1, len(symbols) + 1) ** 0.8  # some elements far more common
+    weights /= weights.sum()
+    out = []
+    for _ in range(n):
+        k = rng.choice([1, 2, 3, 4], p=[0.05, 0.4, 0.45, 0.1])
+        out.append("-".join(sorted(rng.choice(symbols, size=k, replace=False, p=weights))))
+    return out
+
+
+SYSTEMS = realistic_systems(len(IDS))
+
+
+def _codes_of_systems(codes, systems) -> dict[str, set[int]]:
+    out: dict[str, set[int]] = {}
+    for c, s in zip(codes, systems, strict=True):
+        out.setdefault(s, set()).add(int(c))
+    return out
+
+
+def test_chemical_systems_are_sorted_element_sets():
+    z = [8, 26, 8, 26, 3, 14, 14, 1]
+    assert chemical_systems(z, [0, 4, 5, 7, 8, 8]) == ["Fe-O", "Li", "Si", "H", ""]
+
+
+def test_family_split_keeps_each_chemical_system_in_one_split():
+    codes = make_split(IDS, method="family", systems=SYSTEMS)
+    assert codes.dtype == np.uint8 and set(codes.tolist()) == {0, 1, 2}
+    assert all(len(c) == 1 for c in _codes_of_systems(codes, SYSTEMS).values())
+    assert max(np.bincount(np.unique(SYSTEMS, return_counts=True)[1])) > 1  # families recur
+    fractions = np.bincount(codes) / len(IDS)
+    np.testing.assert_allclose(fractions, [0.7, 0.15, 0.15], atol=0.02)
+    # train and val reach their counts, overshooting by less than one family
+    assert np.bincount(codes)[0] >= 700 and np.bincount(codes)[1] >= 150
+
+
+def test_family_split_is_deterministic_and_independent_of_order():
+    rng = np.random.default_rng(0)
+    codes = dict(zip(IDS, make_split(IDS, seed=3, method="family", systems=SYSTEMS), strict=True))
+    order = rng.permutation(len(IDS))
+    shuffled = [IDS[i] for i in order]
+    again = make_split(shuffled, seed=3, method="family", systems=[SYSTEMS[i] for i in order])
+    assert dict(zip(shuffled, again, strict=True)) == codes
+    other = make_split(IDS, seed=4, method="family", systems=SYSTEMS)
+    assert dict(zip(IDS, other, strict=True)) != codes
+    # the attribute value names the method too
+    same = make_split(IDS, seed=3, method=SPLIT_METHODS["family"], systems=SYSTEMS)
+    assert dict(zip(IDS, same, strict=True)) == codes
+
+
+def test_family_split_refuses_bad_input(tmp_path):
+    with pytest.raises(InputError, match="needs the chemical system of every material"):
+        make_split(IDS, method="family")
+    with pytest.raises(InputError, match="needs the chemical system"):
+        make_split(IDS, method="family", systems=SYSTEMS[:-1])
+    with pytest.raises(InputError, match="unknown split method 'grouped'"):
+        make_split(IDS, method="grouped")
+    with pytest.raises(InputError, match="unknown split method"):
+        write(tmp_path / "g.h5", [], split_method="grouped")
+    assert not (tmp_path / "g.h5").exists()
+
+
+def test_a_family_store_records_its_method(tmp_path):
+    graphs = graphs_of_structures()
+    path = write(tmp_path / "g.h5", graphs, split_method="family", split_seed=5)
+    store = GraphStore(path)
+    assert store.attrs["split_method"] == SPLIT_METHODS["family"] == "sha256-chemical-system"
+    assert store.split_info == {
+        "method": "family",
+        "seed": 5,
+        "fractions": [0.7, 0.15, 0.15],
+        "source": "store",
+    }
+    systems = [chemical_systems(g.atomic_numbers, [0, g.num_nodes])[0] for g in graphs]
+    assert store.chemical_systems == systems
+    expected = make_split(store.ids, 5, method="family", systems=systems)
+    np.testing.assert_array_equal(store.read("split"), expected)
+    random = GraphStore(write(tmp_path / "random.h5", graphs))
+    assert random.attrs["split_method"] == "sha256-rank"
+    assert random.split_info["method"] == "random"
+
+
+def test_use_split_replaces_the_split_in_memory_only(store_path):
+    store = GraphStore(store_path)
+    saved = store.read("split").copy()
+    systems = store.chemical_systems
+    store.use_split("family", seed=2, fractions=(0.5, 0.25, 0.25))
+    codes = make_split(store.ids, 2, (0.5, 0.25, 0.25), method="family", systems=systems)
+    np.testing.assert_array_equal(store.read("split"), codes)
+    np.testing.assert_array_equal(store.read("split", 1, 3), codes[1:3])
+    np.testing.assert_array_equal(store.split_indices("train"), np.flatnonzero(codes == 0))
+    assert store.split_info["source"] == "recomputed" and store.split_info["seed"] == 2
+    clone = pickle.loads(pickle.dumps(store))  # what a DataLoader worker gets
+    np.testing.assert_array_equal(clone.read("split"), codes)
+    store.preload()  # the file's split, now in memory, does not come back
+    np.testing.assert_array_equal(store.read("split"), codes)
+    store.use_split("random", seed=7)
+    np.testing.assert_array_equal(store.read("split"), make_split(store.ids, 7))
+    store.use_split("store")
+    np.testing.assert_array_equal(store.read("split"), saved)
+    assert store.split_info["source"] == "store"
+    np.testing.assert_array_equal(GraphStore(store_path).read("split"), saved)  # file untouched
+    with pytest.raises(InputError, match="unknown split method"):
+        store.use_split("families")

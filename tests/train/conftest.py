@@ -18,13 +18,21 @@ from crystensor.data.records import Record, write_records
 from crystensor.tensors.kinds import get_property
 
 SYSTEMS = ("cubic", "tetragonal", "orthorhombic", "triclinic")
+SPECIES = (("Na", "Cl"), ("Mg", "O"), ("Li", "F"), ("K", "Br"))
+# sixteen chemical systems, for the family split
+MANY_SPECIES = (
+    *SPECIES,
+    *(("Ca", "S"), ("Sr", "Se"), ("Ba", "Te"), ("Rb", "I")),
+    *(("Cs", "Cl"), ("Na", "F"), ("K", "I"), ("Li", "Br")),
+    *(("Zn", "S"), ("Cd", "Te"), ("Ga", "N"), ("Al", "P")),
+)
 
 
-def _structure(rng: np.random.Generator) -> Structure:
+def _structure(rng: np.random.Generator, species=SPECIES) -> Structure:
     strain = np.eye(3) + 0.04 * rng.standard_normal((3, 3))
     lattice = Lattice((2.9 + 0.3 * rng.random()) * strain)
-    species = [("Na", "Cl"), ("Mg", "O"), ("Li", "F"), ("K", "Br")][rng.integers(4)]
-    return Structure(lattice, list(species), [[0, 0, 0], [0.5, 0.5, 0.5]])
+    pair = species[rng.integers(len(species))]
+    return Structure(lattice, list(pair), [[0, 0, 0], [0.5, 0.5, 0.5]])
 
 
 def _target(structure: Structure, target: str) -> object:
@@ -46,12 +54,13 @@ def _target(structure: Structure, target: str) -> object:
     return (20.0 * t + 50.0 * np.einsum("ij,kl->ijkl", np.eye(3), np.eye(3))).tolist()
 
 
-def build_store(path: Path, target: str, n: int, seed: int = 0) -> Path:
-    """A store of ``n`` strained two-atom cells with ``target`` values (cutoff 4 Angstrom)."""
+def build_store(path: Path, target: str, n: int, seed: int = 0, species=SPECIES) -> Path:
+    """A store of ``n`` strained two-atom cells with ``target`` values (cutoff 4 Angstrom), each
+    cell of one of the element pairs ``species``."""
     rng = np.random.default_rng(seed)
     records = []
     for k in range(n):
-        s = _structure(rng)
+        s = _structure(rng, species)
         records.append(
             Record(
                 id=f"tiny-{k}",

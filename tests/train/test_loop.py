@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from crystensor.data.dataset import GraphDataset
-from crystensor.data.store import GraphStore
+from crystensor.data.store import GraphStore, make_split
 from crystensor.errors import InputError
 from crystensor.tensors.kinds import get_kind
 from crystensor.train import distributed, run
@@ -17,7 +17,7 @@ from crystensor.train.checkpoint import load_checkpoint
 from crystensor.train.config import TrainConfig
 from crystensor.train.loop import Reporter, evaluate
 from crystensor.train.losses import loss_function, target_normalization
-from tests.train.conftest import build_store
+from tests.train.conftest import MANY_SPECIES, build_store
 
 pytestmark = pytest.mark.slow
 
@@ -347,3 +347,70 @@ def test_a_transferred_backbone_gets_calibrated_gains_for_a_new_piezoelectric_he
     torch.testing.assert_close(again.backbone.pool_gain, ckpt.state_dict["backbone.pool_gain"])
     even = run._transfer(tmp_path / "di" / "best.pt", GraphStore(tiny_stores["elastic"]), "t")
     assert not even.backbone.pool_norm and not even.config.pool_norm
+
+
+# -- the family split --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def family_store(tmp_path_factory):
+    """48 dielectric cells of 16 chemical systems, saved with a random split (which mixes them)."""
+    return build_store(
+        tmp_path_factory.mktemp("family") / "d.h5", "dielectric", 48, species=MANY_SPECIES
+    )
+
+
+def _systems(store: GraphStore, ids: list[str]) -> set[str]:
+    system_of = dict(zip(store.ids, store.chemical_systems, strict=True))
+    return {system_of[i] for i in ids}
+
+
+def test_a_family_split_run_keeps_chemical_systems_apart_and_resumes_with_it(
+    family_store, tmp_path
+):
+    store = GraphStore(family_store)
+    train_ids = [store.ids[i] for i in store.split_indices("train")]
+    test_ids = [store.ids[i] for i in store.split_indices("test")]
+    assert _systems(store, train_ids) & _systems(store, test_ids)  # the store's split mixes them
+
+    with pytest.raises(KeyboardInterrupt):
+        run.train(
+            family_store,
+            tmp_path / "run",
+            preset_name="small",
+            config=TrainConfig(epochs=2, **FAST),
+            split="family",
+            split_seed=1,
+            reporter=_Interrupt(after=1),
+        )
+    plan = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert plan["stages"][-1]["split"] == {"method": "family", "seed": 1}
+    resumed = run.resume(tmp_path / "run")  # a new process would open the store afresh
+
+    codes = make_split(store.ids, 1, method="family", systems=store.chemical_systems)
+    expected = {
+        name: [i for i, c in zip(store.ids, codes, strict=True) if c == k]
+        for k, name in enumerate(("train", "val", "test"))
+    }
+    for name in ("last.pt", "best.pt"):
+        checkpoint = load_checkpoint(tmp_path / "run" / name)
+        assert checkpoint.split == expected, name
+        assert checkpoint.meta["split"] == {
+            "method": "family",
+            "seed": 1,
+            "fractions": [0.7, 0.15, 0.15],
+            "source": "recomputed",
+        }
+    systems = {name: _systems(store, ids) for name, ids in expected.items()}
+    assert systems["test"] and systems["val"]
+    assert not systems["train"] & systems["test"]
+    assert not systems["train"] & systems["val"] and not systems["val"] & systems["test"]
+    assert resumed.final.metrics["counts"] == {k: len(v) for k, v in expected.items()}
+    np.testing.assert_array_equal(GraphStore(family_store).read("split"), make_split(store.ids))
+
+
+def test_the_split_options_are_checked_before_the_run_starts(family_store, tmp_path):
+    config = TrainConfig(epochs=1, **FAST)
+    with pytest.raises(InputError, match="--split must be one of store, random, family"):
+        run.train(family_store, tmp_path / "a", config=config, split="element")
+    with pytest.raises(InputError, match="--split-seed needs --split random or family"):
+        run.train(family_store, tmp_path / "a", config=config, split_seed=3)
+    assert not (tmp_path / "a").exists()
