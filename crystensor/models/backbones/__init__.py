@@ -1,0 +1,74 @@
+"""Backbones by name: the native ones, built from a model config, and pretrained potentials.
+
+A backbone turns a structure graph into node features with declared irreps. The native
+backbones (SEGNN, SEConv, SETransformer) are built and trained by
+:func:`crystensor.models.build_model`; a pretrained backbone is a universal interatomic potential
+loaded from an installed package (SevenNet-0 from ``sevenn``,
+:class:`~crystensor.models.backbones.sevennet.PretrainedBackbone`) and identified by its name, the
+package version and the sha256 of its checkpoint file.
+
+>>> BACKBONES
+('native', 'sevennet-0')
+>>> backbone_identity("native")
+{'name': 'native'}
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from crystensor.errors import InputError
+
+if TYPE_CHECKING:
+    from crystensor.models.backbones.sevennet import PretrainedBackbone
+
+__all__ = ["BACKBONES", "PRETRAINED_BACKBONES", "backbone_identity", "load_backbone"]
+
+PRETRAINED_BACKBONES = ("sevennet-0",)
+BACKBONES = ("native", *PRETRAINED_BACKBONES)
+
+
+def _check(name: str) -> None:
+    if name not in BACKBONES:
+        raise InputError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+
+
+def load_backbone(name: str) -> PretrainedBackbone:
+    """Load pretrained backbone ``name`` (in eval mode, float32, on the CPU).
+
+    Each call builds a new module (fine-tuning changes its weights). Nothing is downloaded: the
+    checkpoint ships inside the installed package.
+
+    Raises
+    ------
+    InputError
+        Unknown name, ``native`` (built by :func:`crystensor.models.build_model` instead), or the
+        package / its checkpoint not installed.
+    """
+    _check(name)
+    if name == "native":
+        raise InputError(
+            "the native backbone is built from a model config by crystensor.models.build_model; "
+            f"load_backbone loads the pretrained ones: {', '.join(PRETRAINED_BACKBONES)}"
+        )
+    from crystensor.models.backbones.sevennet import PretrainedBackbone
+
+    return PretrainedBackbone.from_checkpoint(name)
+
+
+def backbone_identity(name: str) -> dict[str, Any]:
+    """What identifies backbone ``name``, to record in checkpoints and caches.
+
+    Returns
+    -------
+    dict
+        ``{"name": "native"}`` for the native backbone; for a pretrained one ``name``,
+        ``package``, ``version`` (of the package), ``checkpoint`` (file name inside the
+        package) and ``sha256`` (of the checkpoint file), without loading the network.
+    """
+    _check(name)
+    if name == "native":
+        return {"name": "native"}
+    from crystensor.models.backbones.sevennet import identity
+
+    return identity(name)
