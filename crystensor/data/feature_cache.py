@@ -270,6 +270,7 @@ def load_or_build(
     backbone_name: str,
     *,
     batch_size: int = 32,
+    max_edges: int | None = None,
     progress: Progress | None = None,
     backbone: Any = None,
 ) -> FeatureCache:
@@ -281,7 +282,10 @@ def load_or_build(
     backbone_name : str
         A pretrained backbone (:data:`crystensor.models.backbones.PRETRAINED_BACKBONES`).
     batch_size : int
-        Structures per forward pass of the backbone.
+        Graphs read from the store at a time, and most structures per forward pass.
+    max_edges : int or None
+        Most edges per forward pass; by default the backbone's CPU setting
+        (:meth:`~crystensor.models.backbones.sevennet.PretrainedBackbone.features_of_many`).
     progress : callable, optional
         ``progress(graphs_done, graphs_total)``, called after every batch while building.
     backbone : PretrainedBackbone, optional
@@ -348,13 +352,13 @@ def load_or_build(
             err.strerror or err,
         )
         memory = np.empty(shape, dtype=np.float32)
-        _compute(store, backbone, memory, batch_size, progress)
+        _compute(store, backbone, memory, batch_size, max_edges, progress)
         attrs["created"] = _now()
         return FeatureCache(memory=memory, attrs=attrs, node_offsets=store.node_offsets)
     os.close(fd)
     tmp = Path(name)
     try:
-        _write(tmp, store, backbone, attrs, shape, batch_size, progress)
+        _write(tmp, store, backbone, attrs, shape, batch_size, max_edges, progress)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private; give the usual mode
@@ -373,6 +377,7 @@ def _write(
     attrs: dict[str, Any],
     shape: tuple[int, int, int],
     batch_size: int,
+    max_edges: int | None,
     progress: Progress | None,
 ) -> None:
     import h5py
@@ -382,7 +387,7 @@ def _write(
         # contiguous, uncompressed: a graph's rows are one direct read
         features = f.create_dataset("features", shape, np.float32)
         f.create_dataset("node_offsets", data=np.asarray(store.node_offsets, dtype=np.int64))
-        _compute(store, backbone, features, batch_size, progress)
+        _compute(store, backbone, features, batch_size, max_edges, progress)
         attrs["created"] = _now()
         for key, value in attrs.items():
             f.attrs[key] = value
@@ -396,7 +401,12 @@ def _write(
 
 
 def _compute(
-    store: GraphStore, backbone: Any, out: Any, batch_size: int, progress: Progress | None
+    store: GraphStore,
+    backbone: Any,
+    out: Any,
+    batch_size: int,
+    max_edges: int | None,
+    progress: Progress | None,
 ) -> None:
     """Fill ``out[N, 2, dim]`` (array or HDF5 dataset) with the features, ``batch_size`` graphs
     at a time."""
@@ -416,7 +426,10 @@ def _compute(
             )
             for g in range(start, stop)
         ]
-        features = backbone.features_of_many(structures, with_inverted=True, batch_size=batch_size)
+        limits = {"batch_size": batch_size}
+        if max_edges is not None:
+            limits["max_edges"] = max_edges
+        features = backbone.features_of_many(structures, with_inverted=True, **limits)
         out[a:b] = np.concatenate(features) if features else np.empty((0, *out.shape[1:]))
         if progress is not None:
             progress(stop, total)

@@ -71,6 +71,8 @@ POTENTIALS = {"sevennet-0": "SEVENNET_0_11Jul2024"}
 
 PACKAGE = "sevenn"
 _MAX_Z = 120  # size of sevenn's Z -> type-index table
+# Edges per forward pass of features_of_many on a CPU (see its docstring)
+DEFAULT_MAX_EDGES = 1024
 
 # (atomic numbers (n,), positions (n, 3), cell (3, 3)) of one structure
 StructureArrays = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -455,8 +457,15 @@ class PretrainedBackbone(torch.nn.Module):
         *,
         with_inverted: bool = False,
         batch_size: int = 32,
+        max_edges: int | None = DEFAULT_MAX_EDGES,
     ) -> list[np.ndarray]:
-        """Node features of many structures, ``batch_size`` per forward pass, without gradients.
+        """Node features of many structures, several per forward pass, without gradients.
+
+        A pass takes up to ``batch_size`` structures and, beyond the first, only while their
+        edges (both images counted) stay within ``max_edges``. On a CPU small passes are
+        fastest: sevenn's per-edge tensor products are bound by memory traffic, and larger
+        passes fall out of the caches (one ~12-atom structure and its image per pass ran 2-3x
+        faster than 16-48 structures; ``benchmarks/backbone_speed.py``). On a GPU raise both.
 
         Parameters
         ----------
@@ -467,7 +476,9 @@ class PretrainedBackbone(torch.nn.Module):
             negated, same atom order). Its graph is the structure's with every edge vector
             negated, so both run in the same pass.
         batch_size : int
-            Structures per forward pass (each counted once even ``with_inverted``).
+            Most structures per forward pass (each counted once even ``with_inverted``).
+        max_edges : int or None
+            Most edges per forward pass (a structure with more runs alone); None: no limit.
 
         Returns
         -------
@@ -477,43 +488,62 @@ class PretrainedBackbone(torch.nn.Module):
         """
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {batch_size}")
-        device = self.known_elements.device
+        if max_edges is not None and max_edges < 1:
+            raise InputError(f"max_edges must be at least 1 or None, got {max_edges}")
         out: list[np.ndarray] = []
+        pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        pending_edges = 0
+        images = 2 if with_inverted else 1
         with torch.no_grad():
-            for start in range(0, len(structures), batch_size):
-                chunk = structures[start : start + batch_size]
-                zs, edges, vecs, counts = [], [], [], []
-                offset = 0
-                for z, pos, cell in chunk:
-                    z = np.asarray(z, dtype=np.int64)
-                    self.check_species(z)
-                    edge_index, vec = self.graph_of(z, pos, cell)
-                    images = (vec, -vec) if with_inverted else (vec,)
-                    for v in images:
-                        zs.append(z)
-                        edges.append(edge_index + offset)
-                        vecs.append(v)
-                        offset += len(z)
-                    counts.append(len(z))
-                graphs = len(zs)
-                nodes = np.array([len(z) for z in zs])
-                features = self(
-                    torch.from_numpy(np.concatenate(zs)).to(device),
-                    torch.from_numpy(np.concatenate(edges, axis=1)).to(device),
-                    torch.from_numpy(np.concatenate(vecs)).to(device),
-                    torch.from_numpy(np.repeat(np.arange(graphs), nodes)).to(device),
-                    graphs,
+            for z, pos, cell in structures:
+                z = np.asarray(z, dtype=np.int64)
+                self.check_species(z)
+                edge_index, vec = self.graph_of(z, pos, cell)
+                edges = images * edge_index.shape[1]
+                full = len(pending) >= batch_size or (
+                    max_edges is not None and pending_edges + edges > max_edges
                 )
-                features = features.cpu().numpy()
-                position = 0
-                for n in counts:
-                    if with_inverted:
-                        pair = features[position : position + 2 * n].reshape(2, n, -1)
-                        out.append(np.ascontiguousarray(pair.transpose(1, 0, 2)))
-                        position += 2 * n
-                    else:
-                        out.append(features[position : position + n].copy())
-                        position += n
+                if pending and full:
+                    out.extend(self._run(pending, with_inverted))
+                    pending, pending_edges = [], 0
+                pending.append((z, edge_index, vec))
+                pending_edges += edges
+            if pending:
+                out.extend(self._run(pending, with_inverted))
+        return out
+
+    def _run(
+        self, graphs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], with_inverted: bool
+    ) -> list[np.ndarray]:
+        """One forward pass over ``(Z, edge_index, edge_vec)`` graphs (and their images)."""
+        device = self.known_elements.device
+        zs, edges, vecs = [], [], []
+        offset = 0
+        for z, edge_index, vec in graphs:
+            for v in (vec, -vec) if with_inverted else (vec,):
+                zs.append(z)
+                edges.append(edge_index + offset)
+                vecs.append(v)
+                offset += len(z)
+        nodes = np.array([len(z) for z in zs])
+        features = self(
+            torch.from_numpy(np.concatenate(zs)).to(device),
+            torch.from_numpy(np.concatenate(edges, axis=1)).to(device),
+            torch.from_numpy(np.concatenate(vecs)).to(device),
+            torch.from_numpy(np.repeat(np.arange(len(zs)), nodes)).to(device),
+            len(zs),
+        )
+        features = features.cpu().numpy()
+        out, position = [], 0
+        for z, _, _ in graphs:
+            n = len(z)
+            if with_inverted:
+                pair = features[position : position + 2 * n].reshape(2, n, -1)  # [image, n, dim]
+                out.append(np.ascontiguousarray(pair.transpose(1, 0, 2)))
+                position += 2 * n
+            else:
+                out.append(features[position : position + n].copy())
+                position += n
         return out
 
     def features_of(
