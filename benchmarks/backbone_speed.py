@@ -1,13 +1,13 @@
 """How fast the pretrained SevenNet-0 backbone computes node features, and what a cache costs.
 
 Structures: the 1181 matminer elastic structures (``../shared/data/matminer-2018``, the
-``structure`` column as POSCAR), or the structures of any graph store (``--store``). A fixed
+``poscar`` column), or the structures of any graph store (``--store``). A fixed
 sample of ``--limit`` of them is timed with
 :meth:`~crystensor.models.backbones.sevennet.PretrainedBackbone.features_of_many` for each number
-of torch threads and batch size asked, for the structure alone and for the structure with its
-inverted image (what the feature cache and the O(3)-exact model need). The radius graph (sevenn's
-own builder) is timed apart. With ``--cache STORE`` a feature cache of a copy of that store is
-built in a temporary folder and its build time and file size are printed.
+of torch threads, batch size and edge budget asked, for the structure alone and for the
+structure with its inverted image (what the feature cache and the O(3)-exact model need). The
+radius graph (sevenn's own builder) is timed apart. With ``--cache STORE`` a feature cache of a
+copy of that store is built in a temporary folder and its build time and file size are printed.
 
 The machine's load average is printed with each run: the numbers are only comparable on an
 otherwise idle machine (torch threads competing with other processes for the cores slow it down
@@ -16,7 +16,8 @@ several-fold).
 Usage::
 
     .venv/bin/python benchmarks/backbone_speed.py [--data ../shared/data | --store S.h5]
-        [--limit 128] [--threads 1 2] [--batch-sizes 1 16 32] [--cache S.h5]
+        [--limit 128] [--threads 1 2] [--batch-sizes 1 32] [--max-edges 1024 0]
+        [--cache S.h5 [--cache-threads 2]]
 """
 
 from __future__ import annotations
@@ -82,7 +83,10 @@ def main() -> None:
     parser.add_argument("--store", type=Path, help="time the structures of this store instead")
     parser.add_argument("--limit", type=int, default=128, help="structures timed (sampled)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 32])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument(
+        "--max-edges", type=int, nargs="+", default=[1024, 0], help="edges per pass, 0: no limit"
+    )
     parser.add_argument("--cache", type=Path, help="also build a feature cache of this store")
     parser.add_argument("--cache-threads", type=int, default=2)
     args = parser.parse_args()
@@ -106,19 +110,26 @@ def main() -> None:
     graph_ms = timed(lambda: [backbone.graph_of(*s) for s in sample]) / len(sample) * 1e3
     print(f"radius graph (sevenn's builder): {graph_ms:.2f} ms per structure")
     print(f"load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"{'threads':>7} {'batch':>5} {'structure ms':>13} {'+ inverted ms':>14}")
+    print(
+        f"{'threads':>7} {'batch':>5} {'max edges':>9} {'structure ms':>13} {'+ inverted ms':>14}"
+    )
+    settings = [(1, None)] if 1 in args.batch_sizes else []
+    settings += [(b, m or None) for b in args.batch_sizes if b > 1 for m in args.max_edges]
     for threads in args.threads:
         torch.set_num_threads(threads)
-        for batch in args.batch_sizes:
+        for batch, max_edges in settings:
             times = []
             for inverted in (False, True):
                 seconds = timed(
-                    lambda inverted=inverted, batch=batch: backbone.features_of_many(
-                        sample, with_inverted=inverted, batch_size=batch
+                    lambda inverted=inverted, batch=batch, max_edges=max_edges: (
+                        backbone.features_of_many(
+                            sample, with_inverted=inverted, batch_size=batch, max_edges=max_edges
+                        )
                     )
                 )
                 times.append(seconds / len(sample) * 1e3)
-            print(f"{threads:>7} {batch:>5} {times[0]:>13.1f} {times[1]:>14.1f}")
+            limit = "-" if max_edges is None else str(max_edges)
+            print(f"{threads:>7} {batch:>5} {limit:>9} {times[0]:>13.1f} {times[1]:>14.1f}")
     print(f"load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
     if args.cache:
