@@ -258,11 +258,18 @@ def _stale(path: Path, want: dict[str, Any]) -> str | None:
     except InputError as err:
         return str(err)
     diffs = [
-        f"{key} {have.get(key)!r} -> {value!r}"
+        f"{key} {_short(have.get(key))} -> {_short(value)}"
         for key, value in want.items()
         if have.get(key) != value
     ]
     return "; ".join(diffs) if diffs else None
+
+
+def _short(value: Any) -> str:
+    """``repr`` of an attribute, a sha256 cut to 12 digits."""
+    if isinstance(value, str) and len(value) == 64:
+        return repr(value[:12])
+    return repr(value)
 
 
 def load_or_build(
