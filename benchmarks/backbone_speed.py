@@ -1,8 +1,8 @@
 """How fast the pretrained SevenNet-0 backbone computes node features, and what a cache costs.
 
 Structures: the 1181 matminer elastic structures (``../shared/data/matminer-2018``, the
-``poscar`` column), or the structures of any graph store (``--store``). A fixed
-sample of ``--limit`` of them is timed with
+``poscar`` column), or the structures of any graph store (``--store``). A fixed sample of
+``--limit`` of them is timed with
 :meth:`~crystensor.models.backbones.sevennet.PretrainedBackbone.features_of_many` for each number
 of torch threads, batch size and edge budget asked, for the structure alone and for the
 structure with its inverted image (what the feature cache and the O(3)-exact model need). The
