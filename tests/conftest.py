@@ -27,3 +27,16 @@ def shared_data() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261125)
+
+
+@pytest.fixture(scope="session")
+def toy_backbone() -> str:
+    """Registers ``"toy"``, a float64-capable stand-in for a pretrained potential
+    (:mod:`tests.models.toy_potential`), and returns its name."""
+    from crystensor.models.backbones import register_backbone
+    from tests.models.toy_potential import ToyPotential
+
+    register_backbone(
+        "toy", ToyPotential, lambda: {"name": "toy", "package": "tests", "sha256": "0" * 64}
+    )
+    return "toy"

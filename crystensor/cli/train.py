@@ -83,7 +83,11 @@ def train(
     ] = None,
     pooling: Annotated[
         str | None,
-        typer.Option("--pooling", help="Graph pooling: mean or max.", rich_help_panel=_M),
+        typer.Option(
+            "--pooling",
+            help="Graph pooling: mean, max, or density (sum over the cell volume).",
+            rich_help_panel=_M,
+        ),
     ] = None,
     pool_norm: Annotated[
         bool | None,
@@ -97,6 +101,29 @@ def train(
             rich_help_panel=_M,
         ),
     ] = None,
+    backbone: Annotated[
+        str,
+        typer.Option(
+            "--backbone",
+            help=(
+                "native (atom features, the architecture's own layers) or a pretrained "
+                "potential whose node features feed them: sevennet-0."
+            ),
+            rich_help_panel=_M,
+        ),
+    ] = "native",
+    backbone_mode: Annotated[
+        str,
+        typer.Option(
+            "--backbone-mode",
+            help=(
+                "With a pretrained backbone: frozen (features cached beside the store), "
+                "partial (its last block trained) or full (all of it trained, at "
+                "--backbone-lr, default --lr/10)."
+            ),
+            rich_help_panel=_M,
+        ),
+    ] = "frozen",
     epochs: opt.Epochs = None,
     batch_size: opt.BatchSize = None,
     lr: opt.LearningRate = None,
@@ -176,6 +203,10 @@ def train(
         ).items()
         if v is not None
     }
+    if backbone != "native" or backbone_mode != "frozen":
+        model.update(backbone=backbone, backbone_mode=backbone_mode)
+        if interactions is None and backbone != "native":
+            model["num_interactions"] = 1  # the potential's blocks did the message passing
     reporter = make_reporter(quiet)
     if resume is not None:
         extra = [k for k, v in dict(data=data, output=output, pretrain=pretrain).items() if v]
@@ -191,6 +222,7 @@ def train(
             raise InputError("pass --data STORE.h5 and --output RUN_DIR (or --resume RUN_DIR)")
         _check_choice("--arch", arch, ("segnn", "seconv", "setransformer"))
         _check_choice("--preset", preset, ("small", "default"))
+        _check_backbone(backbone, backbone_mode)
         config = train_config(settings)
         pre_config = None
         if pretrain_epochs is not None:
@@ -213,6 +245,16 @@ def train(
             split_seed=split_seed,
         )
     summarise(result, quiet)
+
+
+def _check_backbone(backbone: str, mode: str) -> None:
+    from crystensor.models.backbones import available_backbones
+    from crystensor.models.config import BACKBONE_MODES
+
+    _check_choice("--backbone", backbone, available_backbones())
+    _check_choice("--backbone-mode", mode, BACKBONE_MODES)
+    if backbone == "native" and mode != "frozen":
+        raise InputError("--backbone-mode applies to a pretrained --backbone such as sevennet-0")
 
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:

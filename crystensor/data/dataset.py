@@ -64,6 +64,10 @@ class GraphDataset(Dataset):
         workers share it copy-on-write).
     expect : mapping, optional
         Attribute values the store must have, e.g. ``{"target": "elastic", "cutoff": 5.0}``.
+    node_fields : mapping of str to callable, optional
+        Extra per-node fields: ``name -> f(store_index) -> array (n_nodes, ...)``, added to each
+        ``Data`` as tensors (e.g. cached features of a frozen pretrained backbone,
+        :mod:`crystensor.data.feature_cache`).
 
     Raises
     ------
@@ -81,7 +85,9 @@ class GraphDataset(Dataset):
         dtype: torch.dtype = torch.float32,
         in_memory: bool = False,
         expect: Mapping[str, Any] | None = None,
+        node_fields: Mapping[str, Any] | None = None,
     ) -> None:
+        self.node_fields = dict(node_fields or {})
         self.store = store if isinstance(store, GraphStore) else GraphStore(store)
         if expect:
             self.store.check(**expect)
@@ -155,8 +161,12 @@ class GraphDataset(Dataset):
         n = len(self.indices)
         if not -n <= int(item) < n:
             raise IndexError(f"index {item} out of range for {n} graphs")
-        g = self.store.graph(int(self.indices[int(item)]))
+        index = int(self.indices[int(item)])
+        g = self.store.graph(index)
         dtype = self.dtype
+        extra = {
+            name: torch.from_numpy(np.asarray(f(index))) for name, f in self.node_fields.items()
+        }
         return graph_to_data(
             g,
             dtype,
@@ -164,6 +174,7 @@ class GraphDataset(Dataset):
             y=torch.from_numpy(g.target_irreps).to(dtype).unsqueeze(0),
             y_cartesian=torch.as_tensor(np.asarray(g.target_cartesian), dtype=dtype).unsqueeze(0),
             id=g.id,
+            **extra,
         )
 
 
@@ -233,6 +244,7 @@ def _collate(graphs: Sequence[Any], device: torch.device | str = "cpu") -> Simpl
     edge_index = [g.edge_index + offset for g, offset in zip(graphs, offsets, strict=True)]
     tensors = dict(
         x=torch.cat([g.x for g in graphs]),
+        z=torch.cat([g.z for g in graphs]),
         pos=torch.cat([g.pos for g in graphs]),
         cell=torch.cat([g.cell for g in graphs]),
         edge_index=torch.cat(edge_index, dim=1),

@@ -311,12 +311,13 @@ def load_or_build(
         Unknown backbone, or the store holds elements the backbone was not trained on (names
         them and the first structures holding them).
     """
-    from crystensor.models.backbones import PRETRAINED_BACKBONES
+    from crystensor.models.backbones import available_backbones
 
-    if backbone_name not in PRETRAINED_BACKBONES:
+    if backbone_name == "native" or backbone_name not in available_backbones():
+        pretrained = [name for name in available_backbones() if name != "native"]
         raise InputError(
             f"features can be cached for the pretrained backbones "
-            f"({', '.join(PRETRAINED_BACKBONES)}), not {backbone_name!r}"
+            f"({', '.join(pretrained)}), not {backbone_name!r}"
         )
     if not isinstance(store, GraphStore):
         store = GraphStore(store)

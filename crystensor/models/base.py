@@ -9,6 +9,10 @@ r"""What every architecture shares: the backbone skeleton and the backbone + hea
         --per-channel scale calibrated on the training data (config.pool_norm)
         --head: M x (Linear + Gate), Linear------------> target irreps -> Cartesian tensor
 
+With a pretrained backbone (``config.backbone``, :mod:`crystensor.models.foundation`) the atom
+embedding is replaced by the potential's node features (made O(3)-equivariant by pairing each
+structure with its inversion image), mapped to ``C`` channels; the rest is the same.
+
 The backbone is target-independent (its output holds every irrep any registered kind needs up
 to ``lmax_out``), so a backbone pretrained on a scalar can be kept when the head is replaced
 (:meth:`TensorModel.replace_head`).
@@ -48,7 +52,8 @@ _FIELDS = ("x", "pos", "cell", "edge_index", "edge_shift")
 def graph_inputs(batch: Any) -> dict[str, Any]:
     """The fields a model reads from a PyG ``Batch`` (or a single ``Data``), validated.
 
-    Returns ``x (n_nodes, F)``, ``pos (n_nodes, 3)``, ``cell (n_graphs, 3, 3)``,
+    Returns ``x (n_nodes, F)``, ``z (n_nodes,)`` atomic numbers (None if the batch has none),
+    ``pos (n_nodes, 3)``, ``cell (n_graphs, 3, 3)``,
     ``edge_index (2, n_edges)``, ``edge_shift (n_edges, 3)``, ``batch (n_nodes,)`` and
     ``num_graphs``. A single ``Data`` (no ``batch`` vector) is one graph.
     """
@@ -78,6 +83,7 @@ def graph_inputs(batch: Any) -> dict[str, Any]:
         edge_shift=batch.edge_shift,
         batch=node_batch,
         num_graphs=num_graphs,
+        z=getattr(batch, "z", None),
     )
 
 
@@ -93,16 +99,29 @@ class Backbone(EquivariantModule):
     make_interaction : InteractionFactory
         Builds interaction layer ``r`` from ``(irreps_in, irreps_out, irreps_sh,
         irreps_node_attr)``; the architecture's only contribution.
+    pretrained : torch.nn.Module, optional
+        The potential of a pretrained backbone (by default loaded by ``config.backbone``).
     """
 
-    def __init__(self, config: ModelConfig, make_interaction: InteractionFactory) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        make_interaction: InteractionFactory,
+        pretrained: torch.nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.edge_embedding = EdgeEmbedding(config.lmax_out, config.num_radial, config.cutoff)
         self.node_attributes = NodeAttributes(self.edge_embedding.irreps_out)
         self.irreps_sh = o3.Irreps.spherical_harmonics(config.lmax)
         self._dim_sh = self.irreps_sh.dim  # forward reads ints only (torch.compile guards)
-        self.embedding = AtomEmbedding(config.num_node_features, config.channels)
+        if config.backbone == "native":
+            self.embedding = AtomEmbedding(config.num_node_features, config.channels)
+        else:
+            from crystensor.models.foundation import PretrainedEmbedding
+
+            self.embedding = PretrainedEmbedding(config, pretrained)
         self.irreps_in = self.embedding.irreps_in
+        self._pretrained = config.backbone != "native"
 
         hidden = spherical_irreps(config.channels, config.lmax)
         irreps = self.embedding.irreps_out
@@ -152,7 +171,10 @@ class Backbone(EquivariantModule):
         split = [self._dim_sh, node_attr.shape[1] - self._dim_sh]
         edges = edges._replace(sh=edges.sh.split(split, dim=1)[0])  # hidden layers: l <= lmax
         node_attr_hidden = node_attr.split(split, dim=1)[0]
-        h = self.embedding(g["x"])  # [n_nodes, C]
+        if self._pretrained:
+            h = self.embedding(batch, g, edges)  # [n_nodes, C x (0e+0o+1o+1e+2e+2o)]
+        else:
+            h = self.embedding(g["x"])  # [n_nodes, C]
         for layer in self.interactions:
             h = layer(h, edges, node_attr_hidden)
         for layer in self.self_interactions:
@@ -162,7 +184,11 @@ class Backbone(EquivariantModule):
     def forward(self, batch: Any) -> torch.Tensor:
         """PyG batch -> pooled features ``(n_graphs, irreps_out.dim)``."""
         h, g = self.node_features(batch)
-        pooled = self.pooling(h, g["batch"], g["num_graphs"])
+        if getattr(self.pooling, "needs_volume", False):
+            volume = torch.linalg.det(g["cell"]).abs()  # [n_graphs]
+            pooled = self.pooling(h, g["batch"], g["num_graphs"], volume)
+        else:
+            pooled = self.pooling(h, g["batch"], g["num_graphs"])
         return pooled * self.pool_gain if self.pool_norm else pooled
 
     @torch.no_grad()
@@ -222,7 +248,7 @@ class TensorModel(torch.nn.Module):
     interaction_layer: ClassVar[Callable[..., EquivariantModule]]
     interaction_options: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, pretrained: torch.nn.Module | None = None) -> None:
         super().__init__()
         if not isinstance(config, self.config_class):
             raise ValueError(
@@ -230,7 +256,7 @@ class TensorModel(torch.nn.Module):
                 f"{type(config).__name__} (arch {config.arch!r})"
             )
         self.config = config
-        self.backbone = Backbone(config, self.make_interaction)
+        self.backbone = Backbone(config, self.make_interaction, pretrained)
         self.head = self._build_head(config.target)
 
     def make_interaction(

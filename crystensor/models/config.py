@@ -15,11 +15,18 @@ Common fields (:class:`ModelConfig`), in the paper's notation:
 ``num_interactions``       ``R`` message-passing / convolution / attention layers
 ``num_self_interactions``  ``N`` node-wise layers; the last lifts ``lmax -> lmax_out``
 ``num_mlp_layers``         ``M`` gated layers of the head
-``pooling``                ``"mean"`` or ``"max"`` (equivariant max: :mod:`crystensor.nn.pooling`)
+``pooling``                ``"mean"``, ``"max"`` (equivariant max) or ``"density"`` (sum over the
+                           cell volume): :mod:`crystensor.nn.pooling`
 ``cutoff``                 graph radius in Angstrom (must match the featurization)
 ``num_radial``             Bessel functions of the radial basis
 ``avg_num_neighbors``      fixed normaliser of neighbour sums (~34 at 5 Angstrom)
 ``pool_norm``              calibrated gain per pooled irrep channel (see below)
+``backbone``               ``"native"`` (atom features embedded and refined by the R layers) or a
+                           pretrained potential of :mod:`crystensor.models.backbones`, whose
+                           node features enter the R layers (R may then be 0)
+``backbone_mode``          pretrained backbones only: ``"frozen"`` (its features are inputs,
+                           cached per store), ``"partial"`` (its last interaction block is
+                           trained) or ``"full"`` (all of it is trained)
 =========================  =================================================================
 
 ``pool_norm`` (off by default; ``crystensor train`` turns it on for odd-rank targets, i.e.
@@ -45,7 +52,9 @@ from typing import Any
 from crystensor.tensors.kinds import KINDS, PROPERTIES
 
 __all__ = [
+    "BACKBONE_MODES",
     "CONFIG_CLASSES",
+    "POOLINGS",
     "PRESETS",
     "ModelConfig",
     "SEConvConfig",
@@ -54,6 +63,10 @@ __all__ = [
     "config_from_dict",
     "preset",
 ]
+
+
+POOLINGS = ("mean", "max", "density")
+BACKBONE_MODES = ("frozen", "partial", "full")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -79,6 +92,8 @@ class ModelConfig:
     num_radial: int = 8
     avg_num_neighbors: float = 34.0
     pool_norm: bool = False
+    backbone: str = "native"
+    backbone_mode: str = "frozen"
 
     def __post_init__(self) -> None:
         _require(
@@ -101,8 +116,17 @@ class ModelConfig:
             f"need 0 <= lmax <= lmax_out, got {self.lmax}, {self.lmax_out}",
         )
         _require(
-            self.num_interactions >= 1,
-            f"num_interactions must be >= 1, got {self.num_interactions}",
+            self.num_interactions >= (1 if self.backbone == "native" else 0),
+            f"num_interactions must be >= 1 (>= 0 with a pretrained backbone), got "
+            f"{self.num_interactions}",
+        )
+        _require(
+            isinstance(self.backbone, str) and bool(self.backbone),
+            f"backbone must be a name, got {self.backbone!r}",
+        )
+        _require(
+            self.backbone_mode in BACKBONE_MODES,
+            f"backbone_mode must be one of {', '.join(BACKBONE_MODES)}, got {self.backbone_mode!r}",
         )
         _require(
             self.num_self_interactions >= 1,
@@ -113,8 +137,8 @@ class ModelConfig:
             self.num_mlp_layers >= 0, f"num_mlp_layers must be >= 0, got {self.num_mlp_layers}"
         )
         _require(
-            self.pooling in ("mean", "max"),
-            f"pooling must be 'mean' or 'max', got {self.pooling!r}",
+            self.pooling in POOLINGS,
+            f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}",
         )
         _require(self.cutoff > 0, f"cutoff must be positive, got {self.cutoff}")
         _require(self.num_radial >= 1, f"num_radial must be >= 1, got {self.num_radial}")

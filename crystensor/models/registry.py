@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from crystensor.models.base import TensorModel
 from crystensor.models.config import CONFIG_CLASSES, ModelConfig
 from crystensor.models.seconv import SEConv
@@ -17,8 +19,11 @@ if set(ARCHITECTURES) != set(CONFIG_CLASSES):  # pragma: no cover - a programmin
     raise RuntimeError("models.registry and models.config list different architectures")
 
 
-def build_model(config: ModelConfig) -> TensorModel:
+def build_model(config: ModelConfig, pretrained: torch.nn.Module | None = None) -> TensorModel:
     """The model ``config`` describes, with freshly initialised weights.
+
+    A pretrained backbone (``config.backbone``) is loaded by name unless ``pretrained`` gives
+    the potential itself.
 
     >>> from crystensor.models import preset
     >>> type(build_model(preset("seconv", "small", num_node_features=8))).__name__
@@ -26,4 +31,4 @@ def build_model(config: ModelConfig) -> TensorModel:
     """
     if not isinstance(config, ModelConfig):
         raise ValueError(f"build_model needs a ModelConfig, got {type(config).__name__}")
-    return ARCHITECTURES[config.arch](config)
+    return ARCHITECTURES[config.arch](config, pretrained)

@@ -19,9 +19,18 @@ So:
   the copies of an atom in a supercell gives the atom's own feature.
 
 The selection is piecewise constant: gradients flow to the selected nodes only.
+
+**Density pooling** (:class:`DensityPooling`): the sum of the node features over the cell volume,
+times a learned volume ``v``, :math:`v \sum_a h_a / V`. Dielectric susceptibility and stiffness
+are densities (polarisability and energy per volume); mean pooling cannot see empty space, so a
+layered crystal in a cell with a vacuum gap looks like its bulk to it, while the density pooling
+of that cell is smaller by the fraction of the cell the vacuum takes. Like the mean it is
+unchanged by a supercell (sum and volume both scale) and equivariant (the volume is invariant).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from e3nn import o3
@@ -29,7 +38,7 @@ from e3nn import o3
 from crystensor.nn.irreps import EquivariantModule
 from crystensor.nn.scatter import scatter_max, scatter_sum
 
-__all__ = ["POOLINGS", "EquivariantMaxPooling", "MeanPooling", "build_pooling"]
+__all__ = ["POOLINGS", "DensityPooling", "EquivariantMaxPooling", "MeanPooling", "build_pooling"]
 
 
 class MeanPooling(EquivariantModule):
@@ -83,11 +92,49 @@ class EquivariantMaxPooling(EquivariantModule):
         return torch.cat(pooled, dim=-1)
 
 
-POOLINGS = {"mean": MeanPooling, "max": EquivariantMaxPooling}
+class DensityPooling(EquivariantModule):
+    r"""``v * sum_a h_a / V`` per graph: node features per cell volume times a learned volume.
+
+    ``v`` starts at :data:`VOLUME_PER_ATOM` (a typical volume per atom of an inorganic crystal),
+    so the pooled features start near the mean of the nodes for a dense solid, and is learned
+    through its logarithm (it stays positive). ``irreps_in == irreps_out``.
+
+    Parameters
+    ----------
+    irreps : Irreps or str
+    """
+
+    needs_volume = True
+
+    def __init__(self, irreps: o3.Irreps | str) -> None:
+        super().__init__()
+        self.irreps_in = self.irreps_out = o3.Irreps(irreps)
+        self.log_volume = torch.nn.Parameter(torch.tensor(math.log(VOLUME_PER_ATOM)))
+
+    def forward(
+        self, h: torch.Tensor, batch: torch.Tensor, num_graphs: int, volume: torch.Tensor
+    ) -> torch.Tensor:
+        """``h (n_nodes, d)``, ``batch (n_nodes,)``, ``volume (num_graphs,)`` in Angstrom^3.
+
+        Returns ``(num_graphs, d)``.
+        """
+        total = scatter_sum(h, batch, num_graphs)
+        return total * (self.log_volume.exp() / volume.to(h.dtype)).unsqueeze(-1)
 
 
-def build_pooling(name: str, irreps: o3.Irreps | str) -> MeanPooling | EquivariantMaxPooling:
-    """The pooling called ``name`` (``"mean"`` or ``"max"``) for features with ``irreps``."""
+# Angstrom^3; the median over the matminer elastic structures is 16.
+VOLUME_PER_ATOM = 16.0
+
+POOLINGS = {"mean": MeanPooling, "max": EquivariantMaxPooling, "density": DensityPooling}
+
+
+def build_pooling(
+    name: str, irreps: o3.Irreps | str
+) -> MeanPooling | EquivariantMaxPooling | DensityPooling:
+    """The pooling called ``name`` (``"mean"``, ``"max"`` or ``"density"``) for ``irreps``.
+
+    Poolings with ``needs_volume`` take the cell volume of each graph as a fourth argument.
+    """
     try:
         return POOLINGS[name](irreps)
     except KeyError:

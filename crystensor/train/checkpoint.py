@@ -8,7 +8,9 @@ A checkpoint is one ``torch.save`` file of plain containers and tensors, so it l
 ``config``         :meth:`crystensor.models.ModelConfig.to_dict` (rebuilds the network)
 ``state_dict``     weights and buffers (including the head's output normalisation)
 ``featurization``  cutoff, auto-cutoff, feature set and table hash of the training store: a
-                   structure must be turned into a graph exactly so before prediction
+                   structure must be turned into a graph exactly so before prediction; with a
+                   pretrained backbone also ``backbone``: its name, package version and file
+                   sha256 (a model is refused where another file is installed)
 ``target``         property name (``"elastic"``, ``"band-gap"``, ...); the kind follows from it
 ``normalization``  per-irrep-part ``scale`` and ``shift`` of the target (training statistics)
 ``split``          material ids of the ``train`` / ``val`` / ``test`` graphs
@@ -44,6 +46,7 @@ __all__ = [
     "CHECKPOINT_VERSION",
     "FEATURIZATION_KEYS",
     "Checkpoint",
+    "check_backbone",
     "check_featurization",
     "featurization_of",
     "library_versions",
@@ -115,6 +118,32 @@ def check_featurization(featurization: dict[str, Any], store: Any, what: str) ->
             )
 
 
+def check_backbone(recorded: dict[str, Any] | None) -> None:
+    """Refuse a model whose pretrained backbone file differs from the installed one.
+
+    ``recorded`` is the checkpoint's ``featurization["backbone"]`` (None for native models).
+
+    Raises
+    ------
+    InputError
+        The backbone is not installed, or its file hash differs; names both versions.
+    """
+    if not recorded:
+        return
+    from crystensor.models.backbones import backbone_identity
+
+    name = recorded.get("name", "?")
+    have = backbone_identity(name)
+    if have.get("sha256") != recorded.get("sha256"):
+        trained = f"{recorded.get('package', 'its package')} {recorded.get('version', '?')}"
+        raise InputError(
+            f"the model was trained on backbone {name} from {trained} (file sha256 "
+            f"{str(recorded.get('sha256'))[:12]}), but the installed one is "
+            f"{have.get('version', '?')} (sha256 {str(have.get('sha256'))[:12]}); install the "
+            "version the model was trained with"
+        )
+
+
 @dataclass
 class Checkpoint:
     """The contents of a checkpoint file (see the module docstring for each field)."""
@@ -152,6 +181,7 @@ class Checkpoint:
         """The network with its weights loaded, in eval mode."""
         from crystensor.models import build_model
 
+        check_backbone(self.featurization.get("backbone"))
         model = build_model(self.model_config)
         model.load_state_dict(self.state_dict)
         return model.to(device=device, dtype=dtype).eval()
@@ -160,10 +190,14 @@ class Checkpoint:
     def from_model(cls, model: Any, featurization: dict[str, Any], **fields: Any) -> Checkpoint:
         """A checkpoint of ``model``'s current config and weights (copied to the CPU)."""
         state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        featurization = dict(featurization)
+        identity = getattr(model.backbone.embedding, "identity", None)
+        if identity is not None:
+            featurization["backbone"] = dict(identity)
         return cls(
             config=model.config.to_dict(),
             state_dict=state,
-            featurization=dict(featurization),
+            featurization=featurization,
             target=model.config.target,
             **fields,
         )

@@ -175,17 +175,38 @@ def _freeze(model: torch.nn.Module, what: str) -> list[str]:
     return modules[what]
 
 
+def _backbone_fields(model, store) -> dict[str, Any]:
+    """The cached features of a frozen pretrained backbone as a dataset node field."""
+    config = model.config
+    if config.backbone == "native" or config.backbone_mode != "frozen":
+        return {}
+    from crystensor.data.feature_cache import load_or_build
+
+    cache = load_or_build(store, config.backbone)
+    return {"backbone_x": cache.features}
+
+
 def _uncalibrated(model) -> bool:
     """The pooled-feature gains are those of a new model (all 1), not trained or transferred."""
     return bool(torch.all(model.backbone.pool_gain == 1.0))
 
 
 def _param_groups(model, config: TrainConfig, transferred: bool) -> list[dict[str, Any]]:
-    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+    """Optimizer groups: a transferred backbone and a trained pretrained potential learn at
+    ``backbone_lr`` (the potential at ``lr / 10`` when it is not given)."""
+    potential = getattr(model.backbone.embedding, "pretrained", None)
+    own = {id(p) for p in potential.parameters()} if potential is not None else set()
+    pretrained = [p for p in model.backbone.parameters() if p.requires_grad and id(p) in own]
+    backbone = [p for p in model.backbone.parameters() if p.requires_grad and id(p) not in own]
     head = [p for p in model.head.parameters() if p.requires_grad]
+    groups = []
+    if pretrained:
+        lr = config.backbone_lr if config.backbone_lr is not None else config.lr / 10
+        groups.append({"params": pretrained, "lr": lr, "name": "potential"})
     if not transferred or config.backbone_lr is None:
-        return [{"params": backbone + head, "lr": config.lr, "name": "all"}]
+        return [*groups, {"params": backbone + head, "lr": config.lr, "name": "all"}]
     return [
+        *groups,
         {"params": backbone, "lr": config.backbone_lr, "name": "backbone"},
         {"params": head, "lr": config.lr, "name": "head"},
     ]
@@ -259,7 +280,7 @@ def fit(
             f"{store.path.name} holds {store.target!r} targets but the model predicts "
             f"{model.config.target!r}"
         )
-    dataset = GraphDataset(store, in_memory=True)
+    dataset = GraphDataset(store, in_memory=True, node_fields=_backbone_fields(model, store))
     train_set, val_set = dataset.subset("train"), dataset.subset("val")
     test_set = dataset.subset("test")
     if len(train_set) == 0 or len(val_set) == 0:

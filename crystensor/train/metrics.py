@@ -241,6 +241,15 @@ def _tensor_summary(abs_voigt: np.ndarray, frob: np.ndarray, relative: np.ndarra
     }
 
 
+def _independent(component: np.ndarray) -> np.ndarray:
+    """The entries of a Voigt-shaped array that are independent for the index symmetry: the
+    upper triangle of a square (symmetric) Voigt matrix (21 of 36 elastic, 6 of 9 dielectric),
+    every entry otherwise (18 piezoelectric)."""
+    if component.ndim == 2 and component.shape[0] == component.shape[1]:
+        return component[np.triu_indices(component.shape[0])]
+    return component.reshape(-1)
+
+
 def _axis_labels(kind: TensorKind) -> dict[str, list[str]]:
     # The registry labels each Voigt entry row character + column character ("12", "xy").
     grid = np.array(kind.voigt_labels()).reshape(kind.voigt_shape)
@@ -278,8 +287,9 @@ def tensor_metrics(
     dict
         For a tensor kind: ``kind``, ``units``, ``n``, ``voigt_labels`` (``{"rows": [...],
         "columns": [...]}``), ``component_mae`` (Voigt-shaped list of lists, units),
-        ``mae`` (mean of ``component_mae`` over all its entries), ``max_component_mae`` and its
-        label ``max_component``, ``frobenius_mae`` (units), ``relative_frobenius_median``
+        ``mae`` (mean of ``component_mae`` over all its entries), ``mae_independent`` (over the
+        independent ones: the upper triangle of a square Voigt matrix), ``max_component_mae``
+        and its label ``max_component``, ``frobenius_mae`` (units), ``relative_frobenius_median``
         (fraction, ``None`` if infinite), ``ewt`` (``{"25", "10", "5"}`` -> fraction),
         ``n_zero_target`` (targets with zero norm) and, with ``crystal_systems``,
         ``per_crystal_system`` ``{system: {n, mae, frobenius_mae, ewt}}``.
@@ -322,6 +332,7 @@ def tensor_metrics(
         voigt_labels=_axis_labels(tensor_kind),
         component_mae=component.tolist(),
         mae=float(component.mean()),
+        mae_independent=float(_independent(component).mean()),
         max_component_mae=float(component.flat[worst]),
         max_component=tensor_kind.voigt_labels()[worst],
         frobenius_mae=float(frob.mean()),

@@ -18,7 +18,7 @@ from tests.helpers import random_orthogonal, rotate
 from tests.models.graphs import CUTOFF, batch_of, permuted, to_data, transformed
 
 TARGETS = ["dielectric", "piezoelectric", "elastic", "band-gap"]
-POOLINGS = ["mean", "max"]
+POOLINGS = ["mean", "max", "density"]
 TOL = 1e-10
 
 

@@ -78,6 +78,23 @@ def test_offset_in_one_voigt_component(rng, name, entry, frobenius_factor):
     assert m["frobenius_mae"] == pytest.approx(0.5 * frobenius_factor)
 
 
+@pytest.mark.parametrize(
+    ("name", "independent"), [("elastic", 21), ("dielectric", 6), ("piezoelectric", 18)]
+)
+def test_mae_over_independent_components(rng, name, independent):
+    """An off-diagonal error appears twice in a symmetric Voigt matrix but once among the
+    independent components (C12 = C21; eps_xy = eps_yx)."""
+    kind = get_kind(name)
+    true = random_tensors(rng, name, 4)
+    offset = np.zeros(kind.voigt_shape)
+    offset[0, 1] = 0.6
+    if kind.voigt_shape[0] == kind.voigt_shape[1]:
+        offset[1, 0] = 0.6
+    m = tensor_metrics(true + kind.from_voigt(offset), true, name)
+    assert m["mae_independent"] == pytest.approx(0.6 / independent, abs=1e-14)
+    assert m["mae"] == pytest.approx(offset.sum() / offset.size, abs=1e-14)
+
+
 def test_component_mae_averages_over_structures():
     true = dielectric_xx([1.0, 2.0, 3.0, 4.0])
     pred = dielectric_xx([2.0, 2.0, 0.0, 4.0])  # |errors| in xx: 1, 0, 3, 0

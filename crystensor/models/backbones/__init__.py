@@ -15,22 +15,59 @@ package version and the sha256 of its checkpoint file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from crystensor.errors import InputError
 
 if TYPE_CHECKING:
+    import torch
+
     from crystensor.models.backbones.sevennet import PretrainedBackbone
 
-__all__ = ["BACKBONES", "PRETRAINED_BACKBONES", "backbone_identity", "load_backbone"]
+__all__ = [
+    "BACKBONES",
+    "PRETRAINED_BACKBONES",
+    "available_backbones",
+    "backbone_identity",
+    "load_backbone",
+    "register_backbone",
+]
 
 PRETRAINED_BACKBONES = ("sevennet-0",)
 BACKBONES = ("native", *PRETRAINED_BACKBONES)
 
+# Backbones added at run time: name -> (load, identity).
+_REGISTERED: dict[str, tuple[Callable[[], torch.nn.Module], Callable[[], dict[str, Any]]]] = {}
+
+
+def register_backbone(
+    name: str,
+    load: Callable[[], torch.nn.Module],
+    identity: Callable[[], dict[str, Any]],
+) -> None:
+    """Make another potential loadable by name (a plug-in, or a small stand-in in tests).
+
+    ``load()`` returns a module with ``irreps_out``, ``cutoff``, ``set_trainable(which)`` and
+    ``forward(atomic_numbers, edge_index, edge_vec, batch, num_graphs)`` like
+    :class:`~crystensor.models.backbones.sevennet.PretrainedBackbone` (it must give the same
+    weights every time: frozen weights are not saved); ``identity()`` returns at least
+    ``name`` and ``sha256``. Registering a name again replaces it.
+    """
+    if name in BACKBONES:
+        raise ValueError(f"{name!r} is a built-in backbone and cannot be replaced")
+    _REGISTERED[name] = (load, identity)
+
+
+def available_backbones() -> tuple[str, ...]:
+    """Every name :func:`load_backbone` and the ``--backbone`` options accept."""
+    return (*BACKBONES, *_REGISTERED)
+
 
 def _check(name: str) -> None:
-    if name not in BACKBONES:
-        raise InputError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    if name not in BACKBONES and name not in _REGISTERED:
+        known = (*BACKBONES, *_REGISTERED)
+        raise InputError(f"unknown backbone {name!r}; choose one of {', '.join(known)}")
 
 
 def load_backbone(name: str) -> PretrainedBackbone:
@@ -46,6 +83,8 @@ def load_backbone(name: str) -> PretrainedBackbone:
         package / its checkpoint not installed.
     """
     _check(name)
+    if name in _REGISTERED:
+        return _REGISTERED[name][0]()
     if name == "native":
         raise InputError(
             "the native backbone is built from a model config by crystensor.models.build_model; "
@@ -67,6 +106,8 @@ def backbone_identity(name: str) -> dict[str, Any]:
         package) and ``sha256`` (of the checkpoint file), without loading the network.
     """
     _check(name)
+    if name in _REGISTERED:
+        return dict(_REGISTERED[name][1]())
     if name == "native":
         return {"name": "native"}
     from crystensor.models.backbones.sevennet import identity

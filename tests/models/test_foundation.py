@@ -1,0 +1,165 @@
+"""Models on a pretrained potential's node features (:mod:`crystensor.models.foundation`).
+
+The contract of every architecture (:class:`tests.models.test_models.ModelContract`) runs on a
+model built on :class:`tests.models.toy_potential.ToyPotential`, a float64 stand-in that, like
+SevenNet-0, is rotation-equivariant but has no parity: the parity pairing must make the whole
+model exactly equivariant under reflections too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from e3nn import o3
+
+from crystensor.models import build_model, preset
+from crystensor.models.foundation import parity_pair_irreps
+from tests.helpers import random_orthogonal
+from tests.models.graphs import NUM_FEATURES, batch_of, transformed
+from tests.models.test_models import TARGETS, ModelContract, predict
+from tests.models.toy_potential import ToyPotential
+
+MODES = ["frozen", "full"]
+
+
+@pytest.fixture(scope="module")
+def pretrained_model(float64, graphs, toy_backbone):
+    cache = {}
+
+    def get(arch, target, pooling, mode="frozen", interactions=1):
+        key = (arch, target, pooling, mode, interactions)
+        if key not in cache:
+            torch.manual_seed(len(cache))
+            config = preset(
+                arch,
+                "small",
+                num_node_features=NUM_FEATURES,
+                target=target,
+                pooling=pooling,
+                pool_norm=True,
+                backbone="toy",
+                backbone_mode=mode,
+                num_interactions=interactions,
+            )
+            model = build_model(config).eval()
+            model.backbone.calibrate_pool_norm([batch_of(*graphs.values())])
+            cache[key] = model
+        return cache[key]
+
+    return get
+
+
+class TestPretrainedBackbone(ModelContract):
+    arch = "seconv"
+
+    @pytest.fixture(
+        params=[(t, p, m) for m in MODES for p in ("mean", "density") for t in TARGETS],
+        ids=lambda tpm: "-".join(tpm),
+    )
+    def model(self, request, pretrained_model):
+        target, pooling, mode = request.param
+        return pretrained_model(self.arch, target, pooling, mode)
+
+
+@pytest.mark.parametrize("arch", ["segnn", "seconv", "setransformer"])
+@pytest.mark.parametrize("interactions", [0, 1])
+def test_every_head_architecture_is_o3_equivariant(arch, interactions, pretrained_model, graphs):
+    rng = np.random.default_rng(7)
+    for target in ("piezoelectric", "elastic"):
+        model = pretrained_model(arch, target, "mean", interactions=interactions)
+        for data in graphs.values():
+            for proper in (True, False):
+                rot = random_orthogonal(rng, proper=proper)
+                with torch.no_grad():
+                    y, y_rot = model(data)["irreps"], model(transformed(data, rot))["irreps"]
+                d = o3.Irreps(model.kind.irreps).D_from_matrix(torch.tensor(rot))
+                np.testing.assert_allclose(y_rot.numpy(), (y @ d.T).numpy(), atol=1e-12)
+
+
+def test_toy_potential_breaks_parity(graphs, float64):
+    """The check above is not vacuous: the potential's own features violate their labels
+    under a reflection (a pseudovector block), while rotations transform them exactly."""
+    potential = ToyPotential()
+    data = graphs["triclinic"]
+
+    def features(d):
+        shift = d.edge_shift.to(d.pos.dtype) @ d.cell[0]
+        vec = d.pos[d.edge_index[0]] + shift - d.pos[d.edge_index[1]]
+        batch = torch.zeros(d.num_nodes, dtype=torch.long)
+        return potential(d.z, d.edge_index, vec, batch, 1).detach()
+
+    irreps = potential.irreps_out
+    rng = np.random.default_rng(3)
+    for proper, should_match in ((True, True), (False, False)):
+        rot = random_orthogonal(rng, proper=proper)
+        d = irreps.D_from_matrix(torch.tensor(rot))
+        matches = torch.allclose(features(transformed(data, rot)), features(data) @ d.T, atol=1e-10)
+        assert matches == should_match
+
+
+def test_parity_pair_irreps_signs():
+    pair, sign = parity_pair_irreps("1x0e+1x1o+1x2e")
+    assert str(pair) == "1x0e+1x1o+1x2e+1x0o+1x1e+1x2o"
+    assert sign.tolist() == [1, -1, -1, -1, 1, 1, 1, 1, 1]
+
+
+def test_cached_features_give_the_same_prediction(pretrained_model, graphs):
+    """Frozen training reads ``backbone_x`` from the cache instead of running the potential."""
+    model = pretrained_model("seconv", "elastic", "mean")
+    batch = batch_of(*graphs.values())
+    embedding = model.backbone.embedding
+    from crystensor.models.base import graph_inputs
+
+    g = graph_inputs(batch)
+    edges = model.backbone.edge_embedding(
+        g["pos"], g["cell"], g["edge_index"], g["edge_shift"], g["batch"]
+    )
+    batch.backbone_x = embedding.potential_features(g, edges)
+    cached = predict(model, batch)
+    del batch.backbone_x
+    np.testing.assert_allclose(cached, predict(model, batch), rtol=0, atol=1e-13)
+
+
+def test_frozen_potential_is_not_in_the_state_dict(pretrained_model):
+    frozen = pretrained_model("seconv", "elastic", "mean", "frozen")
+    full = pretrained_model("seconv", "elastic", "mean", "full")
+    assert not any("pretrained" in k for k in frozen.state_dict())
+    assert any(k.startswith("backbone.embedding.pretrained.") for k in full.state_dict())
+
+
+def test_partial_mode_trains_only_the_last_block(float64, toy_backbone):
+    config = preset(
+        "seconv", "small", num_node_features=NUM_FEATURES, backbone="toy", backbone_mode="partial"
+    )
+    model = build_model(config)
+    trained = {
+        n for n, p in model.backbone.embedding.pretrained.named_parameters() if p.requires_grad
+    }
+    assert trained == {"block.weight", "block.bias"}
+
+
+@pytest.mark.slow
+def test_sevennet_model_is_o3_equivariant_in_float32(graphs):
+    """The real SevenNet-0 backbone (float32 inside): rotations and reflections of the structure
+    rotate the predicted piezoelectric and elastic irreps to float32 round-off."""
+    rng = np.random.default_rng(11)
+    torch.manual_seed(0)
+    config = preset(
+        "seconv",
+        "small",
+        num_node_features=NUM_FEATURES,
+        target="piezoelectric",
+        backbone="sevennet-0",
+    )
+    model = build_model(config).eval()
+    for name in ("ZnO", "triclinic"):
+        data = graphs[name]
+        for proper in (True, False):
+            rot = random_orthogonal(rng, proper=proper)
+            with torch.no_grad():
+                y, y_rot = model(data)["irreps"], model(transformed(data, rot))["irreps"]
+            d = o3.Irreps(model.kind.irreps).D_from_matrix(torch.tensor(rot))
+            scale = float(y.abs().max())
+            assert scale > 1e-6
+            np.testing.assert_allclose(y_rot.numpy(), (y @ d.T).numpy(), atol=2e-4 * scale)
