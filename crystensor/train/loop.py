@@ -176,9 +176,19 @@ def _freeze(model: torch.nn.Module, what: str) -> list[str]:
 
 
 def _backbone_fields(model, store) -> dict[str, Any]:
-    """The cached features of a frozen pretrained backbone as a dataset node field."""
+    """The cached features of a frozen pretrained backbone as a dataset node field (none for
+    other models); refuses a store whose graphs are shorter-ranged than the backbone's."""
     config = model.config
-    if config.backbone == "native" or config.backbone_mode != "frozen":
+    if config.backbone == "native":
+        return {}
+    needed = model.backbone.embedding.cutoff
+    if store.cutoff < needed - 1e-9:
+        raise InputError(
+            f"{store.path.name} was featurized with cutoff {store.cutoff:g} A, but backbone "
+            f"{config.backbone} sees neighbours to {needed:g} A (the radius it was trained "
+            f"with); re-run crystensor featurize with --cutoff {needed:g}"
+        )
+    if config.backbone_mode != "frozen":
         return {}
     from crystensor.data.feature_cache import load_or_build
 

@@ -74,3 +74,22 @@ def test_fully_trained_backbone_is_saved_with_its_weights(tiny_stores, toy_backb
         k for k, v in potential.items() if not torch.equal(v, untouched[k.split("pretrained.")[1]])
     ]
     assert moved  # the potential's weights were trained
+
+
+def test_store_with_a_shorter_cutoff_than_the_backbone_is_refused(tiny_stores, tmp_path):
+    from crystensor.models.backbones import register_backbone
+
+    class LongRanged(ToyPotential):
+        cutoff = 6.0
+
+    register_backbone("toy-6A", LongRanged, lambda: {"name": "toy-6A", "sha256": "1" * 64})
+    config = TrainConfig(epochs=1, batch_size=8, seed=0)
+    with pytest.raises(InputError, match="--cutoff 6"):
+        run.train(
+            tiny_stores["dielectric"],
+            tmp_path / "run",
+            arch="seconv",
+            preset_name="small",
+            config=config,
+            model_overrides={"backbone": "toy-6A"},
+        )

@@ -1,0 +1,66 @@
+"""``crystensor train --backbone``: the options, their errors, and a frozen run from the CLI."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from crystensor.cli.app import app
+from crystensor.train.checkpoint import load_checkpoint
+from tests.train.conftest import build_store
+
+runner = CliRunner()
+
+
+def _run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return build_store(tmp_path_factory.mktemp("stores") / "diel.h5", "dielectric", 24)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--backbone", "mace"], "--backbone must be one of"),
+        (["--backbone-mode", "full"], "--backbone-mode applies to a pretrained --backbone"),
+        (["--backbone", "toy", "--backbone-mode", "melted"], "--backbone-mode must be one of"),
+        (["--pooling", "sum"], "pooling must be one of mean, max, density"),
+    ],
+)
+def test_bad_backbone_options(store, tmp_path, toy_backbone, options, message):
+    result = _run("train", "-d", store, "-o", tmp_path / "run", *options)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert not (tmp_path / "run").exists()
+
+
+def test_frozen_backbone_run_from_the_cli(store, tmp_path, toy_backbone):
+    result = _run(
+        "-q",
+        "train",
+        "-d",
+        store,
+        "-o",
+        tmp_path / "run",
+        "--arch",
+        "seconv",
+        "--preset",
+        "small",
+        "--backbone",
+        "toy",
+        "--pooling",
+        "density",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+    )
+    assert result.exit_code == 0, result.output
+    ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
+    config = ckpt.model_config
+    assert (config.backbone, config.backbone_mode, config.pooling) == ("toy", "frozen", "density")
+    assert config.num_interactions == 1  # the default with a pretrained backbone
+    assert ckpt.featurization["backbone"]["name"] == "toy"
