@@ -12,7 +12,7 @@ EwT25/EwT10 and seconds per epoch. Piezoelectric runs are trained and scored sig
 
 Models: ``native`` (SEGNN, the shipped recipe), ``sevennet-0`` (frozen backbone, SEGNN head),
 ``sevennet-0-full`` (the backbone fine-tuned), ``native-density`` and ``sevennet-0-density``
-(density pooling). Stores: ``elastic-shipped.h5``, ``dielectric-electronic-shipped.h5``
+(density pooling), ``sevennet-0-atoms`` (the native atom embedding added). Stores: ``elastic-shipped.h5``, ``dielectric-electronic-shipped.h5``
 (``examples/build_shipped_stores.sh``), ``dielectric.h5`` and ``piezoelectric.h5``
 (``examples/build_stores.sh``).
 """
@@ -44,6 +44,7 @@ MODELS = {
     "sevennet-0": ["--backbone", "sevennet-0"],
     "sevennet-0-density": ["--backbone", "sevennet-0", "--pooling", "density"],
     "sevennet-0-full": ["--backbone", "sevennet-0", "--backbone-mode", "full"],
+    "sevennet-0-atoms": ["--backbone", "sevennet-0", "--atom-embedding"],
 }
 
 

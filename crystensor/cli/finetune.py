@@ -44,7 +44,23 @@ def finetune(
         typer.Option(
             "--backbone-lr",
             min=0.0,
-            help="Learning rate of the transferred network (default: --lr / 10).",
+            help=(
+                "Learning rate of the transferred network, and of the pretrained potential "
+                "when it is trained (default: --lr / 10)."
+            ),
+        ),
+    ] = None,
+    backbone_mode: Annotated[
+        str | None,
+        typer.Option(
+            "--backbone-mode",
+            help=(
+                "For a checkpoint with a pretrained backbone (sevennet-0): frozen, partial "
+                "(its last block trained) or full (all of it trained). Default: the "
+                "checkpoint's. From frozen the potential starts from the installed file's "
+                "weights; a trained potential cannot be frozen again."
+            ),
+            show_default=False,
         ),
     ] = None,
     epochs: opt.Epochs = None,
@@ -70,7 +86,8 @@ def finetune(
     Example: [bold]crystensor finetune runs/elastic/best.pt -d dielectric.h5 -o runs/diel[/].
 
     The backbone is transferred; the head is kept when the store's target is the checkpoint's,
-    else a new one is built. An interrupted fine-tuning run continues with
+    else a new one is built. [bold]--backbone-mode partial|full[/] trains the pretrained
+    potential of a checkpoint that kept it frozen. An interrupted fine-tuning run continues with
     [bold]crystensor train --resume RUN_DIR[/].
     """
     from crystensor.cli.training import given, make_reporter, summarise, train_config
@@ -87,6 +104,7 @@ def finetune(
         data,
         output,
         config=config,
+        backbone_mode=backbone_mode,
         reporter=make_reporter(quiet),
         command=sys.argv,
         split=split or "store",

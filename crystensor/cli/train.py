@@ -124,6 +124,17 @@ def train(
             rich_help_panel=_M,
         ),
     ] = "frozen",
+    atom_embedding: Annotated[
+        bool,
+        typer.Option(
+            "--atom-embedding/--no-atom-embedding",
+            help=(
+                "With a pretrained backbone: also embed the atom features, as the native "
+                "backbone does, and add them to its scalar features."
+            ),
+            rich_help_panel=_M,
+        ),
+    ] = False,
     epochs: opt.Epochs = None,
     batch_size: opt.BatchSize = None,
     lr: opt.LearningRate = None,
@@ -203,8 +214,8 @@ def train(
         ).items()
         if v is not None
     }
-    if backbone != "native" or backbone_mode != "frozen":
-        model.update(backbone=backbone, backbone_mode=backbone_mode)
+    if backbone != "native" or backbone_mode != "frozen" or atom_embedding:
+        model.update(backbone=backbone, backbone_mode=backbone_mode, atom_embedding=atom_embedding)
         if interactions is None and backbone != "native":
             model["num_interactions"] = 1  # the potential's blocks did the message passing
     reporter = make_reporter(quiet)

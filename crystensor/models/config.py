@@ -27,6 +27,8 @@ Common fields (:class:`ModelConfig`), in the paper's notation:
 ``backbone_mode``          pretrained backbones only: ``"frozen"`` (its features are inputs,
                            cached per store), ``"partial"`` (its last interaction block is
                            trained) or ``"full"`` (all of it is trained)
+``atom_embedding``         pretrained backbones only: also embed the atom features (as the
+                           native backbone does) and add them to the scalar channels
 =========================  =================================================================
 
 ``pool_norm`` (off by default; ``crystensor train`` turns it on for odd-rank targets, i.e.
@@ -94,6 +96,7 @@ class ModelConfig:
     pool_norm: bool = False
     backbone: str = "native"
     backbone_mode: str = "frozen"
+    atom_embedding: bool = False
 
     def __post_init__(self) -> None:
         _require(
@@ -123,6 +126,11 @@ class ModelConfig:
         _require(
             isinstance(self.backbone, str) and bool(self.backbone),
             f"backbone must be a name, got {self.backbone!r}",
+        )
+        _require(
+            not self.atom_embedding or self.backbone != "native",
+            "atom_embedding adds atom features to a pretrained backbone's; the native one "
+            "embeds them anyway",
         )
         _require(
             self.backbone_mode in BACKBONE_MODES,

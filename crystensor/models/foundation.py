@@ -61,7 +61,8 @@ def parity_pair_irreps(irreps: o3.Irreps | str) -> tuple[o3.Irreps, torch.Tensor
 class PretrainedEmbedding(EquivariantModule):
     """Node features of a pretrained potential, parity-paired and mapped to ``C`` channels.
 
-    ``irreps_out`` is ``C x (0e + 0o + 1o + 1e + 2e + 2o)`` (up to the potential's ``lmax``);
+    ``irreps_out`` is ``C x (0e + 0o + 1o + 1e + 2e + 2o)`` (up to the potential's ``lmax``),
+    with the native atom embedding added to the ``0e`` channels when ``config.atom_embedding``;
     ``irreps_in`` is the potential's own ``irreps_out`` (what it computes, or what a cache
     holds).
 
@@ -110,6 +111,15 @@ class PretrainedEmbedding(EquivariantModule):
         )
         self.linear = o3.Linear(pair, hidden)
         self.irreps_out = self.linear.irreps_out
+        self.atoms = None
+        if config.atom_embedding:
+            from crystensor.nn.embedding import AtomEmbedding
+
+            self.atoms = AtomEmbedding(config.num_node_features, config.channels)
+            slices = self.irreps_out.slices()
+            (self._scalars,) = [
+                slices[k] for k, (_, ir) in enumerate(self.irreps_out) if ir == o3.Irrep("0e")
+            ]
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -161,4 +171,9 @@ class PretrainedEmbedding(EquivariantModule):
         image, inverted = features[:, 0], features[:, 1]
         signed = inverted * self.parity_sign.to(dtype)
         pair = torch.cat([image + signed, image - signed], dim=1) * 0.5  # [n, 2 dim]
-        return self.linear(pair)
+        h = self.linear(pair)  # [n, C x (0e + 0o + 1o + 1e + 2e + 2o)]
+        if self.atoms is None:
+            return h
+        start, stop = self._scalars.start, self._scalars.stop
+        scalars = h[:, start:stop] + self.atoms(g["x"])  # [n, C] even scalars
+        return torch.cat([h[:, :start], scalars, h[:, stop:]], dim=1)

@@ -8,7 +8,10 @@ A run is a plan of one or two stages, written to ``RUN_DIR/run.json`` before any
   target and stage ``train`` trains it on the tensor store in ``RUN_DIR`` (the paper's
   scalar -> tensor progression);
 * ``train --pretrain CKPT`` and ``finetune CKPT``: the network starts from a checkpoint's
-  backbone (and keeps its head when the target is the same).
+  backbone (and keeps its head when the target is the same). Its stage's ``backbone_mode``
+  (``None``: the checkpoint's) is the mode its pretrained potential is trained in
+  (``--backbone-mode``; :func:`finetune` says which changes are allowed), so that a resumed run
+  rebuilds the same network.
 
 :func:`resume` reads the plan back and re-runs it: a finished stage (its ``metrics.json``
 exists) is skipped, an interrupted one continues from its ``last.pt``.
@@ -38,6 +41,8 @@ from crystensor.errors import InputError
 from crystensor.io.atomic import atomic_write_text
 from crystensor.train import distributed
 from crystensor.train.checkpoint import (
+    Checkpoint,
+    check_backbone,
     check_featurization,
     featurization_of,
     load_checkpoint,
@@ -59,6 +64,8 @@ PLAN_FILE = "run.json"
 PLAN_VERSION = 1
 # --split: the store's saved split, or one recomputed by GraphStore.use_split
 SPLITS = ("store", "random", "family")
+# state_dict keys of a pretrained potential's weights (absent from a frozen model's)
+POTENTIAL_PREFIX = "backbone.embedding.pretrained."
 
 
 @dataclass
@@ -141,8 +148,70 @@ def _new_model(plan: dict[str, Any], store, target: str, seed: int):
     return build_model(config)
 
 
-def _transfer(checkpoint_path: str | os.PathLike, store, what: str):
-    """The network of a checkpoint, with a head for ``store``'s target (kept if the same).
+def _check_backbone_mode(source: Checkpoint, mode: str | None, freeze: str, name: str) -> None:
+    """Refuse a ``--backbone-mode`` that does not apply to the checkpoint ``source``."""
+    from crystensor.models.config import BACKBONE_MODES
+
+    if mode is None:
+        return
+    if mode not in BACKBONE_MODES:
+        raise InputError(
+            f"--backbone-mode must be one of {', '.join(BACKBONE_MODES)}, got {mode!r}"
+        )
+    config = source.model_config
+    if config.backbone == "native":
+        raise InputError(
+            f"--backbone-mode applies to a checkpoint trained with a pretrained backbone "
+            f"(crystensor train --backbone sevennet-0), but {name} has the native one; drop "
+            "--backbone-mode"
+        )
+    if mode == "frozen" and config.backbone_mode != "frozen":
+        raise InputError(
+            f"{name} holds a {config.backbone} potential trained in mode "
+            f"{config.backbone_mode}; --backbone-mode frozen would use the installed file's "
+            "weights and lose the trained ones: use partial or full, or drop --backbone-mode"
+        )
+    if mode != "frozen" and freeze != "none":
+        raise InputError(
+            f"--freeze {freeze} keeps the {config.backbone} potential fixed (it is part of the "
+            f"embedding); drop --freeze to train it with --backbone-mode {mode}"
+        )
+
+
+def _rebuild(source: Checkpoint, mode: str | None, name: str):
+    """The checkpoint's network, its pretrained potential in ``mode`` (None: the checkpoint's).
+
+    From ``frozen``, whose checkpoints hold no weights of the potential, the potential starts
+    from the installed file's weights (the ones the checkpoint was trained on, which
+    :func:`~crystensor.train.checkpoint.check_backbone` makes sure of); between ``partial``
+    and ``full`` every weight carries over.
+    """
+    from crystensor.models import build_model
+
+    config = source.model_config
+    if mode is None or mode == config.backbone_mode:
+        return source.build_model()
+    check_backbone(source.featurization.get("backbone"))
+    model = build_model(config.replace(backbone_mode=mode))
+    loaded = model.load_state_dict(source.state_dict, strict=False)
+    # strict but for the potential's weights, which only a frozen checkpoint lacks
+    may_lack = POTENTIAL_PREFIX if config.backbone_mode == "frozen" else None
+    bad = [k for k in loaded.missing_keys if not (may_lack and k.startswith(may_lack))]
+    bad += loaded.unexpected_keys
+    if bad:
+        raise InputError(
+            f"{name} does not fit its own model config ({len(bad)} weights missing or "
+            f"unexpected, e.g. {bad[0]}); it is damaged"
+        )
+    log.info("%s: %s potential %s -> %s", name, config.backbone, config.backbone_mode, mode)
+    return model.to(dtype=torch.float32).eval()
+
+
+def _transfer(
+    checkpoint_path: str | os.PathLike, store, what: str, backbone_mode: str | None = None
+):
+    """The network of a checkpoint, with a head for ``store``'s target (kept if the same), its
+    pretrained potential (if any) in ``backbone_mode`` (None: the checkpoint's).
 
     A new head for an odd-rank (piezoelectric) target on a backbone without pooled-feature
     gains gets them (``add_pool_norm``; :func:`~crystensor.train.loop.fit` calibrates them), as
@@ -151,7 +220,7 @@ def _transfer(checkpoint_path: str | os.PathLike, store, what: str):
     """
     source = load_checkpoint(checkpoint_path)
     check_featurization(source.featurization, store, f"the checkpoint {Path(checkpoint_path).name}")
-    model = source.build_model()
+    model = _rebuild(source, backbone_mode, Path(checkpoint_path).name)
     if source.target != store.target:
         model.replace_head(store.target)
         log.info(
@@ -213,7 +282,7 @@ def _stage(
         history = json.loads((stage_dir / "history.json").read_text())
         return FitResult(stage_dir, json.loads(metrics_file.read_text()), history)
     if parent is not None:
-        model = _transfer(parent, store, stage["name"])
+        model = _transfer(parent, store, stage["name"], stage.get("backbone_mode"))
     else:
         model = _new_model(plan, store, store.target, config.seed)
     resume_from = None
@@ -320,6 +389,7 @@ def train(
     pretrain: str | None = None,
     pretrain_data: str | os.PathLike | None = None,
     pretrain_config: TrainConfig | None = None,
+    backbone_mode: str | None = None,
     reporter: Reporter | None = None,
     command: list[str] | None = None,
     split: str = "store",
@@ -343,6 +413,9 @@ def train(
         a checkpoint's backbone.
     pretrain_config : TrainConfig, optional
         Settings of the pretraining stage (default: ``config``).
+    backbone_mode : {"frozen", "partial", "full"}, optional
+        With ``pretrain`` a checkpoint: the mode of its pretrained potential, as in
+        :func:`finetune` (default: the checkpoint's).
     split : {"store", "random", "family"}
         The store's saved train/val/test split, or one recomputed in memory from its ids (by
         material id, or by chemical system) with ``split_seed`` (default 0); applied to the
@@ -351,6 +424,8 @@ def train(
     config = config or TrainConfig()
     split_plan = _split_plan(split, split_seed)
     store = _open_store(data, "store")
+    if backbone_mode is not None and (pretrain is None or pretrain in PRETRAIN_TARGETS):
+        raise InputError("backbone_mode applies to a network started from a checkpoint file")
     if store.kind.rank == 0 and pretrain is not None and pretrain in PRETRAIN_TARGETS:
         log.info("pretraining a scalar model on another scalar: allowed, but unusual")
     plan: dict[str, Any] = {
@@ -397,10 +472,13 @@ def train(
                     f"--pretrain {pretrain!r} is neither {', '.join(sorted(PRETRAIN_TARGETS))} "
                     "nor an existing checkpoint file"
                 )
-            load_checkpoint(path)  # fail now, not after the plan is written
+            source = load_checkpoint(path)  # fail now, not after the plan is written
+            _check_backbone_mode(source, backbone_mode, config.freeze, path.name)
             plan["start_from"] = str(path.resolve())
     plan["stages"].append(_stage_plan("train", store, config, split=split_plan))
-    if plan["start_from"] is None:
+    if plan["start_from"] is not None:
+        plan["stages"][-1]["backbone_mode"] = backbone_mode
+    else:
         _model_config(plan, store, store.target)  # refuse bad settings before writing anything
     return _start(plan, Path(run_dir), reporter)
 
@@ -411,6 +489,7 @@ def finetune(
     run_dir: str | os.PathLike,
     *,
     config: TrainConfig | None = None,
+    backbone_mode: str | None = None,
     reporter: Reporter | None = None,
     command: list[str] | None = None,
     split: str = "store",
@@ -420,12 +499,21 @@ def finetune(
 
     The backbone is transferred; the head is kept when the store's target is the
     checkpoint's, else a new one is built. ``config.freeze`` and ``config.backbone_lr``
-    control how much the transferred part moves. ``split`` and ``split_seed`` as in
+    control how much the transferred part moves (a trained pretrained potential learns at
+    ``backbone_lr`` too, ``lr / 10`` if None). ``split`` and ``split_seed`` as in
     :func:`train`.
+
+    ``backbone_mode`` (None: the checkpoint's) changes how a pretrained potential is trained:
+    ``frozen`` -> ``partial`` or ``full`` starts it from the installed file's weights (a
+    frozen checkpoint holds none), ``partial`` <-> ``full`` carries its trained weights over.
+    Refused: any mode for a native checkpoint, ``frozen`` for a trained potential (the
+    installed file's weights would silently replace the trained ones), and ``partial`` or
+    ``full`` with ``config.freeze`` other than ``"none"`` (which freezes the potential).
     """
     config = config or TrainConfig()
     split_plan = _split_plan(split, split_seed)
     source = load_checkpoint(checkpoint)
+    _check_backbone_mode(source, backbone_mode, config.freeze, Path(checkpoint).name)
     store = _open_store(data, "store")
     check_featurization(source.featurization, store, f"the checkpoint {Path(checkpoint).name}")
     plan = {
@@ -437,6 +525,7 @@ def finetune(
         "command": command,
         "stages": [_stage_plan("finetune", store, config, split=split_plan)],
     }
+    plan["stages"][0]["backbone_mode"] = backbone_mode
     return _start(plan, Path(run_dir), reporter)
 
 

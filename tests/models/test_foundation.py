@@ -27,8 +27,8 @@ MODES = ["frozen", "full"]
 def pretrained_model(float64, graphs, toy_backbone):
     cache = {}
 
-    def get(arch, target, pooling, mode="frozen", interactions=1):
-        key = (arch, target, pooling, mode, interactions)
+    def get(arch, target, pooling, mode="frozen", interactions=1, atoms=False):
+        key = (arch, target, pooling, mode, interactions, atoms)
         if key not in cache:
             torch.manual_seed(len(cache))
             config = preset(
@@ -41,6 +41,7 @@ def pretrained_model(float64, graphs, toy_backbone):
                 backbone="toy",
                 backbone_mode=mode,
                 num_interactions=interactions,
+                atom_embedding=atoms,
             )
             model = build_model(config).eval()
             model.backbone.calibrate_pool_norm([batch_of(*graphs.values())])
@@ -54,12 +55,15 @@ class TestPretrainedBackbone(ModelContract):
     arch = "seconv"
 
     @pytest.fixture(
-        params=[(t, p, m) for m in MODES for p in ("mean", "density") for t in TARGETS],
-        ids=lambda tpm: "-".join(tpm),
+        params=[
+            *[(t, p, m, "") for m in MODES for p in ("mean", "density") for t in TARGETS],
+            *[(t, "mean", "frozen", "atoms") for t in TARGETS],
+        ],
+        ids=lambda c: "-".join(x for x in c if x),
     )
     def model(self, request, pretrained_model):
-        target, pooling, mode = request.param
-        return pretrained_model(self.arch, target, pooling, mode)
+        target, pooling, mode, atoms = request.param
+        return pretrained_model(self.arch, target, pooling, mode, atoms=bool(atoms))
 
 
 @pytest.mark.parametrize("arch", ["segnn", "seconv", "setransformer"])
@@ -163,3 +167,11 @@ def test_sevennet_model_is_o3_equivariant_in_float32(graphs):
             scale = float(y.abs().max())
             assert scale > 1e-6
             np.testing.assert_allclose(y_rot.numpy(), (y @ d.T).numpy(), atol=2e-4 * scale)
+
+
+def test_atom_embedding_adds_the_atom_features(pretrained_model, graphs):
+    model = pretrained_model("seconv", "elastic", "mean", atoms=True)
+    data = graphs["triclinic"].clone()
+    before = predict(model, data)
+    data.x = data.x + 1.0
+    assert np.abs(predict(model, data) - before).max() > 1e-8
