@@ -440,6 +440,9 @@ class Predictor:
         self.device = resolve_device(device)
         self.dtype = dtype or torch.float32
         self.model = checkpoint.build_model(self.device, self.dtype)
+        # a pretrained backbone knows fewer elements than the atom features: checked per structure
+        potential = getattr(self.model.backbone.embedding, "potential", None)
+        self._check_backbone_species = getattr(potential, "check_species", None)
 
     @property
     def target(self) -> str:
@@ -459,7 +462,8 @@ class Predictor:
         Raises
         ------
         InputError
-            An element outside the atom features, or an atom with no neighbour in the cutoff.
+            An element outside the atom features (or unknown to the model's pretrained
+            backbone), or an atom with no neighbour in the cutoff.
         """
         from crystensor.data.dataset import _graph_tensors
         from crystensor.data.elements import check_species
@@ -468,6 +472,8 @@ class Predictor:
         if len(structure) == 0:
             raise InputError("the structure has no sites")
         check_species(structure.species)
+        if self._check_backbone_species is not None:
+            self._check_backbone_species(np.array([site.specie.Z for site in structure]))
         f = self.featurization
         graph = build_graph(
             structure,

@@ -64,3 +64,56 @@ def test_frozen_backbone_run_from_the_cli(store, tmp_path, toy_backbone):
     assert (config.backbone, config.backbone_mode, config.pooling) == ("toy", "frozen", "density")
     assert config.num_interactions == 1  # the default with a pretrained backbone
     assert ckpt.featurization["backbone"]["name"] == "toy"
+
+
+def test_predict_isolates_elements_the_backbone_does_not_know(store, tmp_path):
+    """A structure with an element the potential refuses fails alone; the others are
+    predicted (exit 2, one line naming the structure and the element)."""
+    from pymatgen.core import Lattice, Structure
+
+    from crystensor.errors import InputError
+    from crystensor.models.backbones import register_backbone
+    from tests.models.toy_potential import ToyPotential
+
+    class NoFluorine(ToyPotential):
+        def check_species(self, atomic_numbers):
+            if 9 in set(int(z) for z in atomic_numbers):
+                raise InputError("backbone toy-noF was not trained on F")
+
+    register_backbone("toy-noF", NoFluorine, lambda: {"name": "toy-noF", "sha256": "2" * 64})
+    run = tmp_path / "run"
+    result = _run(
+        "-q",
+        "train",
+        "-d",
+        store,
+        "-o",
+        run,
+        "--arch",
+        "seconv",
+        "--preset",
+        "small",
+        "--backbone",
+        "toy-noF",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+    )
+    assert result.exit_code == 0, result.output
+    for name, pair in (("NaCl", ("Na", "Cl")), ("LiF", ("Li", "F"))):
+        s = Structure(Lattice.cubic(2.9), list(pair), [[0, 0, 0], [0.5, 0.5, 0.5]])
+        s.to(filename=str(tmp_path / f"{name}.POSCAR"), fmt="poscar")
+    result = _run(
+        "predict",
+        tmp_path / "NaCl.POSCAR",
+        tmp_path / "LiF.POSCAR",
+        "--model",
+        run / "best.pt",
+        "--format",
+        "csv",
+    )
+    assert result.exit_code == 2, result.output
+    assert "LiF.POSCAR: backbone toy-noF was not trained on F" in result.output
+    rows = [line for line in result.output.splitlines() if line.startswith(str(tmp_path))]
+    assert any(line.startswith(f"{tmp_path / 'NaCl.POSCAR'},NaCl,") for line in rows), rows
