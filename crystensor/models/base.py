@@ -192,6 +192,23 @@ class Backbone(EquivariantModule):
         return pooled * self.pool_gain if self.pool_norm else pooled
 
     @torch.no_grad()
+    def calibrate_pretrained(self, batches: Iterable[Any]) -> None:
+        """Standardise a pretrained backbone's features on ``batches`` (training graphs; see
+        :meth:`crystensor.models.foundation.PretrainedEmbedding.calibrate`)."""
+        if not self._pretrained:
+            raise ValueError("calibrate_pretrained needs a model with a pretrained backbone")
+
+        def pairs():
+            for batch in batches:
+                g = graph_inputs(batch)
+                edges = self.edge_embedding(
+                    g["pos"], g["cell"], g["edge_index"], g["edge_shift"], g["batch"]
+                )
+                yield self.embedding.pair_features(batch, g, edges)
+
+        self.embedding.calibrate(pairs())
+
+    @torch.no_grad()
     def calibrate_pool_norm(self, batches: Iterable[Any], floor: float = 1e-3) -> torch.Tensor:
         """Set ``pool_gain`` so every pooled channel has unit mean square over ``batches``.
 

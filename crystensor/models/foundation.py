@@ -24,6 +24,12 @@ therefore exactly O(3)-equivariant, reflections included, at the price of a seco
 potential; in particular a centrosymmetric crystal gets exactly zero odd (piezoelectric)
 response, as from the native networks.
 
+**Standardisation.** The paired features are standardised before the linear map: the ``0e``
+components are centred and every channel (all ``2l+1`` components of one irrep copy alike) is
+scaled to unit mean square over the training structures (:meth:`PretrainedEmbedding.calibrate`,
+called by the training loop for a new model). The shift touches invariants only and the gains
+are per channel, so equivariance holds; both are saved with the weights.
+
 **Modes** (``config.backbone_mode``). ``frozen``: the potential's weights never change, are not
 stored in crystensor checkpoints (its identity is, and a different installed file is refused),
 and training reads its features from a per-store cache (``backbone_x`` in the batch,
@@ -34,6 +40,7 @@ rest frozen. ``full``: every weight of the potential is trained. Both store its 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -103,6 +110,13 @@ class PretrainedEmbedding(EquivariantModule):
                 )
         pair, sign = parity_pair_irreps(self.irreps_in)
         self.register_buffer("parity_sign", sign, persistent=False)
+        self.irreps_pair = pair
+        self._block_dims = [mul * ir.dim for mul, ir in pair]
+        even = torch.cat([torch.full((mul * ir.dim,), ir == o3.Irrep("0e")) for mul, ir in pair])
+        self.register_buffer("_even_scalar", even, persistent=False)
+        # standardisation of the paired features (calibrate), saved with the weights
+        self.register_buffer("input_shift", torch.zeros(pair.dim))
+        self.register_buffer("input_gain", torch.ones(pair.dim))
         lmax = max(ir.l for _, ir in self.irreps_in)
         hidden = (
             o3.Irreps([(config.channels, (l, p)) for l in range(lmax + 1) for p in (1, -1)])
@@ -154,9 +168,8 @@ class PretrainedEmbedding(EquivariantModule):
             ]
         return torch.stack(images, dim=1)
 
-    def forward(self, batch: Any, g: dict[str, Any], edges: Any) -> torch.Tensor:
-        """Graph fields ``g`` (:func:`crystensor.models.base.graph_inputs`) and the batch's
-        :class:`~crystensor.nn.edges.EdgeData` -> ``(n_nodes, irreps_out.dim)``.
+    def pair_features(self, batch: Any, g: dict[str, Any], edges: Any) -> torch.Tensor:
+        """``[F+, F-]`` of every node, ``(n_nodes, irreps_pair.dim)``, before standardisation.
 
         Reads the cached features ``batch.backbone_x (n_nodes, 2, dim)`` when the batch has
         them (frozen training), else runs the potential on both images.
@@ -170,7 +183,47 @@ class PretrainedEmbedding(EquivariantModule):
         features = features.to(dtype)
         image, inverted = features[:, 0], features[:, 1]
         signed = inverted * self.parity_sign.to(dtype)
-        pair = torch.cat([image + signed, image - signed], dim=1) * 0.5  # [n, 2 dim]
+        return torch.cat([image + signed, image - signed], dim=1) * 0.5  # [n, 2 dim]
+
+    @torch.no_grad()
+    def calibrate(self, pairs: Iterable[torch.Tensor], floor: float = 1e-3) -> None:
+        """Standardise the paired features: set :attr:`input_shift` (the mean of each ``0e``
+        component; only invariants may be shifted) and :attr:`input_gain` (one per channel of
+        each irrep, so equivariance holds) so that every channel has zero mean (``0e``) and unit
+        mean square over ``pairs`` (blocks of :meth:`pair_features`). A channel whose RMS is
+        below ``floor`` gets the gain ``1/floor`` at most.
+        """
+        total = square = None
+        count = 0
+        for pair in pairs:
+            total = pair.sum(0) if total is None else total + pair.sum(0)
+            square = pair.pow(2).sum(0) if square is None else square + pair.pow(2).sum(0)
+            count += pair.shape[0]
+        if total is None or count == 0:
+            raise ValueError("calibrate needs at least one node")
+        mean, mean_square = total / count, square / count
+        shift = torch.where(self._even_scalar, mean, torch.zeros_like(mean))
+        variance = (mean_square - 2 * shift * mean + shift.pow(2)).clamp_min(0)
+        gains = []
+        for (mul, ir), block in zip(
+            self.irreps_pair, variance.split(self._block_dims), strict=True
+        ):
+            rms = block.reshape(mul, ir.dim).mean(1).sqrt()
+            gains.append((1.0 / rms.clamp_min(floor)).repeat_interleave(ir.dim))
+        self.input_shift.copy_(shift)
+        self.input_gain.copy_(torch.cat(gains))
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether :meth:`calibrate` has set the standardisation (a new model has gains 1)."""
+        return not bool(torch.all(self.input_gain == 1.0))
+
+    def forward(self, batch: Any, g: dict[str, Any], edges: Any) -> torch.Tensor:
+        """Graph fields ``g`` (:func:`crystensor.models.base.graph_inputs`) and the batch's
+        :class:`~crystensor.nn.edges.EdgeData` -> ``(n_nodes, irreps_out.dim)``.
+        """
+        pair = self.pair_features(batch, g, edges)
+        pair = (pair - self.input_shift) * self.input_gain
         h = self.linear(pair)  # [n, C x (0e + 0o + 1o + 1e + 2e + 2o)]
         if self.atoms is None:
             return h

@@ -319,6 +319,12 @@ def fit(
             torch.tensor(normalization.scale), torch.tensor(normalization.shift)
         )
     model.to(info.device)
+    pretrained = model.config.backbone != "native"
+    if resume is None and pretrained and not model.backbone.embedding.calibrated:
+        # before the pooled-feature gains, which depend on it; the same graphs on every rank
+        calibration = _loader(train_set.head(_CALIBRATION_GRAPHS), 32)
+        model.backbone.calibrate_pretrained(batch.to(info.device) for batch in calibration)
+        log.info("%s: %s features standardised", stage, model.config.backbone)
     if resume is None and getattr(model.config, "pool_norm", False) and _uncalibrated(model):
         # The same graphs in the same order on every rank: identical gains everywhere.
         calibration = _loader(train_set.head(_CALIBRATION_GRAPHS), 32)

@@ -175,3 +175,39 @@ def test_atom_embedding_adds_the_atom_features(pretrained_model, graphs):
     before = predict(model, data)
     data.x = data.x + 1.0
     assert np.abs(predict(model, data) - before).max() > 1e-8
+
+
+def test_calibration_standardises_the_paired_features(pretrained_model, graphs):
+    """After calibrate, the 0e channels have mean 0 and every channel unit mean square over the
+    calibration nodes; the model stays exactly O(3)-equivariant."""
+    config = pretrained_model("seconv", "elastic", "mean").config
+    model = build_model(config).eval()
+    batch = batch_of(*graphs.values())
+    assert not model.backbone.embedding.calibrated
+    model.backbone.calibrate_pretrained([batch])
+    embedding = model.backbone.embedding
+    assert embedding.calibrated
+    from crystensor.models.base import graph_inputs
+
+    g = graph_inputs(batch)
+    edges = model.backbone.edge_embedding(
+        g["pos"], g["cell"], g["edge_index"], g["edge_shift"], g["batch"]
+    )
+    pair = (embedding.pair_features(batch, g, edges) - embedding.input_shift) * embedding.input_gain
+    offset = 0
+    for mul, ir in embedding.irreps_pair:
+        block = pair[:, offset : offset + mul * ir.dim].reshape(-1, mul, ir.dim)
+        offset += mul * ir.dim
+        ms = block.pow(2).mean((0, 2))
+        live = ms > 1e-20  # channels that vanish on these symmetric cells stay 0
+        np.testing.assert_allclose(ms[live].numpy(), 1.0, rtol=1e-10)
+        if ir == o3.Irrep("0e"):
+            np.testing.assert_allclose(block.mean(0).numpy(), 0.0, atol=1e-12)
+    rng = np.random.default_rng(5)
+    data = graphs["triclinic"]
+    for proper in (True, False):
+        rot = random_orthogonal(rng, proper=proper)
+        with torch.no_grad():
+            y, y_rot = model(data)["irreps"], model(transformed(data, rot))["irreps"]
+        d = o3.Irreps(model.kind.irreps).D_from_matrix(torch.tensor(rot))
+        np.testing.assert_allclose(y_rot.numpy(), (y @ d.T).numpy(), atol=1e-12)
