@@ -200,8 +200,8 @@ def _rebuild(source: Checkpoint, mode: str | None, name: str):
     bad += loaded.unexpected_keys
     if bad:
         raise InputError(
-            f"{name} does not fit its own model config ({len(bad)} weights missing or "
-            f"unexpected, e.g. {bad[0]}); it is damaged"
+            f"{name} does not fit the network its config builds ({len(bad)} weights missing "
+            f"or unexpected, e.g. {bad[0]}); it is damaged or from another crystensor"
         )
     log.info("%s: %s potential %s -> %s", name, config.backbone, config.backbone_mode, mode)
     return model.to(dtype=torch.float32).eval()

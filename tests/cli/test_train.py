@@ -96,6 +96,38 @@ def test_split_options_of_train_and_finetune(tmp_path):
                      "source": "recomputed"}  # fmt: skip
 
 
+def test_finetune_backbone_mode(stores, toy_backbone, tmp_path):
+    from crystensor.models import build_model, preset
+    from crystensor.train.checkpoint import Checkpoint, save_checkpoint
+
+    data, frozen, full = stores["dielectric"], tmp_path / "frozen", tmp_path / "full"
+    done = _run("train", "-d", data, "-o", frozen, "--arch", "seconv", *FAST, "--epochs", "1",
+                "--backbone", "toy")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    done = _run("finetune", frozen / "best.pt", "-d", data, "-o", full, "--epochs", "1",
+                "--batch-size", "8", "--lr", "0.004", "--backbone-mode", "full")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    last = load_checkpoint(full / "last.pt")
+    assert last.config["backbone_mode"] == "full"
+    assert any(k.startswith("backbone.embedding.pretrained.") for k in last.state_dict)
+    assert json.loads((full / "run.json").read_text())["stages"][0]["backbone_mode"] == "full"
+    # --backbone-lr (default --lr / 10) is the potential's learning rate too
+    lrs = {g["name"]: g["initial_lr"] for g in last.training["optimizer"]["param_groups"]}
+    assert lrs == pytest.approx({"potential": 4e-4, "backbone": 4e-4, "head": 4e-3})
+
+    native = build_model(preset("seconv", "small", num_node_features=9, target="dielectric"))
+    save_checkpoint(Checkpoint.from_model(native, {"cutoff": 4.0}), tmp_path / "native.pt")
+    for checkpoint, mode, message in [
+        (full / "best.pt", "frozen", "frozen would use the installed file's weights"),
+        (tmp_path / "native.pt", "full", "applies to a checkpoint trained with a pretrained"),
+    ]:
+        done = _run("finetune", checkpoint, "-d", data, "-o", tmp_path / "r",
+                    "--backbone-mode", mode)  # fmt: skip
+        assert done.exit_code == 2, done.output
+        assert message in done.output and len(done.output.strip().splitlines()) == 1
+        assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

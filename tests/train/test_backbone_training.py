@@ -1,16 +1,21 @@
 """Training with a pretrained backbone: frozen features cached beside the store, the
-backbone's identity in the checkpoint, and the CLI options."""
+backbone's identity in the checkpoint, the potential's cutoff, and fine-tuning in another
+backbone mode."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
 
 from crystensor.data.feature_cache import cache_path
+from crystensor.data.store import GraphStore
 from crystensor.errors import InputError
 from crystensor.train import run
-from crystensor.train.checkpoint import load_checkpoint, save_checkpoint
+from crystensor.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from crystensor.train.config import TrainConfig
+from crystensor.train.loop import Reporter
 from tests.models.toy_potential import ToyPotential
 
 
@@ -93,3 +98,149 @@ def test_store_with_a_shorter_cutoff_than_the_backbone_is_refused(tiny_stores, t
             config=config,
             model_overrides={"backbone": "toy-6A"},
         )
+
+
+# --- finetune --backbone-mode: changing how the potential of a checkpoint is trained -------
+
+POTENTIAL = run.POTENTIAL_PREFIX
+
+
+class _Interrupt(Reporter):
+    """Ctrl-C after epoch ``after`` (its last.pt is already written)."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+
+    def epoch_end(self, record):
+        if record["epoch"] == self.after:
+            raise KeyboardInterrupt
+
+
+def _finetune(ckpt, store, out, mode, reporter=None, **settings):
+    config = TrainConfig(**{"epochs": 2, "batch_size": 8, "lr": 1e-3, "seed": 0, **settings})
+    return run.finetune(ckpt, store, out, config=config, backbone_mode=mode, reporter=reporter)
+
+
+def _potential(state):
+    return {k.removeprefix(POTENTIAL): v for k, v in state.items() if k.startswith(POTENTIAL)}
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_stores, toy_backbone, tmp_path_factory):
+    """best.pt of a frozen and of a fully trained toy-backbone model (dielectric)."""
+    root = tmp_path_factory.mktemp("backbone-runs")
+    return {
+        mode: _train(tiny_stores["dielectric"], root / mode, mode=mode).final.best_checkpoint
+        for mode in ("frozen", "full")
+    }
+
+
+def test_a_frozen_checkpoint_gets_the_installed_potential_when_it_is_trained(
+    tiny_stores, trained, tmp_path
+):
+    store = GraphStore(tiny_stores["dielectric"])
+    source = load_checkpoint(trained["frozen"]).state_dict
+    assert not _potential(source)
+    for mode in ("partial", "full"):
+        state = run._transfer(trained["frozen"], store, "t", mode).state_dict()
+        fresh = ToyPotential().state_dict()
+        assert _potential(state).keys() == fresh.keys()
+        for key, value in _potential(state).items():
+            torch.testing.assert_close(value, fresh[key], rtol=0, atol=0)
+        assert state.keys() - source.keys() == {POTENTIAL + k for k in fresh}
+        for key, value in source.items():
+            torch.testing.assert_close(state[key], value, rtol=0, atol=0)
+    # only the potential's weights may be missing
+    damaged = load_checkpoint(trained["frozen"])
+    del damaged.state_dict[next(k for k in damaged.state_dict if k.startswith("head."))]
+    save_checkpoint(damaged, tmp_path / "damaged.pt")
+    with pytest.raises(InputError, match="does not fit the network its config builds"):
+        run._transfer(tmp_path / "damaged.pt", store, "t", "full")
+
+
+@pytest.mark.slow
+def test_frozen_to_full_trains_the_potential_and_resumes_exactly(tiny_stores, trained, tmp_path):
+    store = tiny_stores["dielectric"]
+    straight = _finetune(trained["frozen"], store, tmp_path / "a", "full", backbone_lr=2e-4)
+    last = load_checkpoint(tmp_path / "a" / "last.pt")
+    assert last.model_config.backbone_mode == "full"
+    assert last.featurization["backbone"]["name"] == "toy"
+    untouched = ToyPotential().state_dict()
+    potential = _potential(last.state_dict)
+    assert potential.keys() == untouched.keys()
+    assert all(not torch.equal(v, untouched[k]) for k, v in potential.items())
+    groups = {g["name"]: g["initial_lr"] for g in last.training["optimizer"]["param_groups"]}
+    assert groups == {"potential": 2e-4, "backbone": 2e-4, "head": 1e-3}
+
+    with pytest.raises(KeyboardInterrupt):
+        _finetune(trained["frozen"], store, tmp_path / "b", "full", _Interrupt(1), backbone_lr=2e-4)
+    plan = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert plan["stages"][0]["backbone_mode"] == "full"
+    resumed = run.resume(tmp_path / "b")
+    assert [h["epoch"] for h in resumed.final.history] == [1, 2]
+    for a, b in zip(straight.final.history, resumed.final.history, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+    wb = load_checkpoint(tmp_path / "b" / "last.pt").state_dict
+    assert wb.keys() == last.state_dict.keys()
+    for key, value in last.state_dict.items():
+        torch.testing.assert_close(wb[key], value, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_full_to_partial_keeps_the_trained_potential(tiny_stores, trained, tmp_path):
+    store = tiny_stores["dielectric"]
+    source = load_checkpoint(trained["full"]).state_dict
+    trained_species = source[POTENTIAL + "species"]
+    assert not torch.equal(trained_species, ToyPotential().species.detach())
+    model = run._transfer(trained["full"], GraphStore(store), "t", "partial")
+    assert model.config.backbone_mode == "partial"
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, source[key], rtol=0, atol=0)
+
+    _finetune(trained["full"], store, tmp_path / "tuned", "partial", epochs=1)
+    last = load_checkpoint(tmp_path / "tuned" / "last.pt")
+    assert last.model_config.backbone_mode == "partial"
+    # partial trains the toy's last block only: its species table stays the trained one
+    torch.testing.assert_close(last.state_dict[POTENTIAL + "species"], trained_species)
+    assert not torch.equal(
+        last.state_dict[POTENTIAL + "block.weight"], source[POTENTIAL + "block.weight"]
+    )
+
+
+def test_backbone_modes_that_do_not_apply_are_refused(tiny_stores, trained, tmp_path):
+    from crystensor.models import build_model, preset
+
+    store = tiny_stores["dielectric"]
+    with pytest.raises(InputError, match="frozen would use the installed file's weights"):
+        _finetune(trained["full"], store, tmp_path / "a", "frozen")
+    with pytest.raises(InputError, match="--freeze embedding keeps the toy potential fixed"):
+        _finetune(trained["frozen"], store, tmp_path / "a", "full", freeze="embedding")
+    with pytest.raises(InputError, match="--backbone-mode must be one of frozen, partial, full"):
+        _finetune(trained["frozen"], store, tmp_path / "a", "last")
+    native = build_model(preset("seconv", "small", num_node_features=9, target="dielectric"))
+    save_checkpoint(Checkpoint.from_model(native, {"cutoff": 4.0}), tmp_path / "native.pt")
+    with pytest.raises(InputError, match="applies to a checkpoint trained with a pretrained"):
+        _finetune(tmp_path / "native.pt", store, tmp_path / "a", "full")
+    with pytest.raises(InputError, match="applies to a checkpoint trained with a pretrained"):
+        run.train(store, tmp_path / "a", pretrain=str(tmp_path / "native.pt"), backbone_mode="full")
+    with pytest.raises(InputError, match="started from a checkpoint file"):
+        run.train(store, tmp_path / "a", backbone_mode="full")
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.slow
+def test_pretraining_from_a_frozen_checkpoint_with_a_trained_potential(
+    tiny_stores, trained, tmp_path
+):
+    run.train(
+        tiny_stores["elastic"],
+        tmp_path / "run",
+        config=TrainConfig(epochs=1, batch_size=8, seed=0),
+        pretrain=str(trained["frozen"]),
+        backbone_mode="partial",
+    )
+    plan = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert plan["stages"][0]["backbone_mode"] == "partial"
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best.target == "elastic" and best.model_config.backbone_mode == "partial"
+    assert _potential(best.state_dict)
