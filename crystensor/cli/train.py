@@ -102,28 +102,29 @@ def train(
         ),
     ] = None,
     backbone: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--backbone",
             help=(
-                "native (atom features, the architecture's own layers) or a pretrained "
-                "potential whose node features feed them: sevennet-0."
+                "native (atom features, the architecture's own layers; the default) or a "
+                "pretrained potential whose node features feed them: sevennet-0."
             ),
             rich_help_panel=_M,
         ),
-    ] = "native",
+    ] = None,
     backbone_mode: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--backbone-mode",
             help=(
-                "With a pretrained backbone: frozen (features cached beside the store), "
-                "partial (its last block trained) or full (all of it trained, at "
-                "--backbone-lr, default --lr/10)."
+                "With a pretrained backbone: frozen (the default; features cached beside the "
+                "store), partial (its last block trained) or full (all of it trained, at "
+                "--backbone-lr, default --lr/10). With --pretrain CKPT: changes the "
+                "checkpoint's mode."
             ),
             rich_help_panel=_M,
         ),
-    ] = "frozen",
+    ] = None,
     atom_embedding: Annotated[
         bool,
         typer.Option(
@@ -214,9 +215,23 @@ def train(
         ).items()
         if v is not None
     }
-    if backbone != "native" or backbone_mode != "frozen" or atom_embedding:
-        model.update(backbone=backbone, backbone_mode=backbone_mode, atom_embedding=atom_embedding)
-        if interactions is None and backbone != "native":
+    from crystensor.train.run import PRETRAIN_TARGETS
+
+    from_checkpoint = pretrain is not None and pretrain not in PRETRAIN_TARGETS
+    if from_checkpoint and (backbone is not None or atom_embedding):
+        raise InputError(
+            "the network given to --pretrain CKPT brings its backbone; drop --backbone and "
+            "--atom-embedding (--backbone-mode changes the checkpoint's mode)"
+        )
+    if not from_checkpoint and (
+        backbone not in (None, "native") or backbone_mode or atom_embedding
+    ):
+        model.update(
+            backbone=backbone or "native",
+            backbone_mode=backbone_mode or "frozen",
+            atom_embedding=atom_embedding,
+        )
+        if interactions is None and backbone not in (None, "native"):
             model["num_interactions"] = 1  # the potential's blocks did the message passing
     reporter = make_reporter(quiet)
     if resume is not None:
@@ -233,7 +248,8 @@ def train(
             raise InputError("pass --data STORE.h5 and --output RUN_DIR (or --resume RUN_DIR)")
         _check_choice("--arch", arch, ("segnn", "seconv", "setransformer"))
         _check_choice("--preset", preset, ("small", "default"))
-        _check_backbone(backbone, backbone_mode)
+        if not from_checkpoint:
+            _check_backbone(backbone or "native", backbone_mode or "frozen")
         config = train_config(settings)
         pre_config = None
         if pretrain_epochs is not None:
@@ -254,6 +270,7 @@ def train(
             command=sys.argv,
             split=split or "store",
             split_seed=split_seed,
+            backbone_mode=backbone_mode if from_checkpoint else None,
         )
     summarise(result, quiet)
 

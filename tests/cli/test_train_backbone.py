@@ -117,3 +117,13 @@ def test_predict_isolates_elements_the_backbone_does_not_know(store, tmp_path):
     assert "LiF.POSCAR: backbone toy-noF was not trained on F" in result.output
     rows = [line for line in result.output.splitlines() if line.startswith(str(tmp_path))]
     assert any(line.startswith(f"{tmp_path / 'NaCl.POSCAR'},NaCl,") for line in rows), rows
+
+
+def test_pretrain_checkpoint_brings_its_own_backbone(store, tmp_path):
+    ckpt = tmp_path / "some.pt"
+    ckpt.write_bytes(b"")
+    result = _run(
+        "train", "-d", store, "-o", tmp_path / "run", "--pretrain", ckpt, "--backbone", "toy"
+    )
+    assert result.exit_code == 2, result.output
+    assert "drop --backbone" in " ".join(result.output.split())
