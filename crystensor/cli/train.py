@@ -58,7 +58,11 @@ def train(
     interactions: Annotated[
         int | None,
         typer.Option(
-            "--interactions", "-R", min=1, help="Interaction layers R.", rich_help_panel=_M
+            "--interactions",
+            "-R",
+            min=0,
+            help="Interaction layers R (0 allowed with a pretrained backbone).",
+            rich_help_panel=_M,
         ),
     ] = None,
     self_interactions: Annotated[
