@@ -38,14 +38,13 @@ import logging
 import os
 import tempfile
 import time
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from crystensor.data.store import GraphStore
+from crystensor.data.store import OPEN_READERS, GraphStore
 from crystensor.errors import InputError
 
 __all__ = [
@@ -102,19 +101,6 @@ def cache_identity(store: GraphStore, backbone_name: str) -> dict[str, Any]:
 
     backbone = {f"backbone_{k}": v for k, v in backbone_identity(backbone_name).items()}
     return {"format_version": FORMAT_VERSION, **store_fingerprint(store), **backbone}
-
-
-# Open caches, closed before the process forks so that no child inherits a live HDF5 handle.
-_OPEN_CACHES: weakref.WeakSet[FeatureCache] = weakref.WeakSet()
-
-
-def _close_before_fork() -> None:
-    for cache in list(_OPEN_CACHES):
-        cache.close()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_close_before_fork)
 
 
 class FeatureCache:
@@ -185,7 +171,7 @@ class FeatureCache:
         if self._h5 is None or self._pid != pid:
             self._h5 = h5py.File(self.path, "r")
             self._pid = pid
-            _OPEN_CACHES.add(self)
+            OPEN_READERS.add(self)
         return self._h5["features"]
 
     def features(self, index: int) -> np.ndarray:
@@ -214,7 +200,7 @@ class FeatureCache:
                     self._h5.close()
             self._h5 = None
             self._pid = None
-        _OPEN_CACHES.discard(self)
+        OPEN_READERS.discard(self)
 
     def __enter__(self) -> FeatureCache:
         return self

@@ -761,13 +761,14 @@ def _property(name: str):
     return PROPERTIES[name]
 
 
-# Open stores, closed before the process forks so that no child inherits a live HDF5 handle.
-_OPEN_STORES: weakref.WeakSet[GraphStore] = weakref.WeakSet()
+# Open HDF5 readers (stores, feature caches), closed before the process forks so that no child
+# inherits a live HDF5 handle; each reopens its file lazily in the process that uses it.
+OPEN_READERS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _close_before_fork() -> None:
-    for store in list(_OPEN_STORES):
-        store.close()
+    for reader in list(OPEN_READERS):
+        reader.close()
 
 
 if hasattr(os, "register_at_fork"):
@@ -1057,7 +1058,7 @@ class GraphStore:
             self._h5 = h5py.File(self.path, "r")
             self._pid = pid
             self._cache.pop("datasets", None)
-            _OPEN_STORES.add(self)
+            OPEN_READERS.add(self)
         return self._h5
 
     def _dataset(self, name: str):
@@ -1134,7 +1135,7 @@ class GraphStore:
             self._h5 = None
             self._pid = None
         self._cache.pop("datasets", None)
-        _OPEN_STORES.discard(self)
+        OPEN_READERS.discard(self)
 
     def __enter__(self) -> GraphStore:
         return self
