@@ -1,0 +1,145 @@
+"""Physically valid tensors: the nearest stable elastic tensor, the nearest dielectric >= 1.
+
+A network's elastic tensor need not be positive definite (mechanically unstable, negative
+moduli) and its dielectric tensor may have an eigenvalue below 1 (screening weaker than
+vacuum). :func:`make_physical` maps such a tensor to the nearest one that is valid:
+
+.. math::
+
+    \\text{elastic:}\\quad M = D\\,C_{\\mathrm{Voigt}}\\,D = V \\Lambda V^T
+        \\;\\mapsto\\; V \\max(\\Lambda, \\lambda_{\\min}) V^T, \\qquad
+        D = \\mathrm{diag}(1, 1, 1, \\sqrt2, \\sqrt2, \\sqrt2);
+
+    \\text{dielectric:}\\quad \\varepsilon = V \\Lambda V^T
+        \\;\\mapsto\\; V \\max(\\Lambda, 1) V^T.
+
+The Mandel (Kelvin) matrix :math:`M` is the elastic tensor as a symmetric operator on
+symmetric strains in an orthonormal basis, so clipping its eigenvalues is the projection onto
+:math:`\\{M \\succeq \\lambda_{\\min} I\\}` that is nearest in the Frobenius norm of the full
+Cartesian tensor. Both maps are isotropic tensor functions: they commute with every rotation
+and reflection, so an equivariant prediction stays equivariant and a tensor invariant under a
+point group stays invariant (the caller re-projects onto the group to restore exact zeros,
+which rounding in the eigendecomposition blurs). A tensor that already satisfies the floor is
+returned unchanged, bit for bit. Piezoelectric tensors have no such constraint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from crystensor.tensors.kinds import TensorKind
+
+__all__ = ["DIELECTRIC_FLOOR", "ELASTIC_FLOOR", "Adjustment", "floor_of", "make_physical"]
+
+#: Smallest Kelvin modulus (eigenvalue of the Mandel matrix) an elastic prediction keeps, GPa.
+#: Low enough to leave every tensor of the training data untouched (their smallest Kelvin
+#: modulus is above it), high enough that the result is clearly positive definite.
+ELASTIC_FLOOR = 1.0
+#: Smallest eigenvalue of a predicted relative permittivity (vacuum screens with exactly 1).
+DIELECTRIC_FLOOR = 1.0
+
+_MANDEL = np.array([1.0, 1.0, 1.0, np.sqrt(2.0), np.sqrt(2.0), np.sqrt(2.0)])
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """What :func:`make_physical` did to one tensor.
+
+    Attributes
+    ----------
+    changed : bool
+        Whether any eigenvalue was below the floor (the tensor was replaced).
+    quantity : str
+        Which eigenvalues are floored (``"Kelvin modulus"`` or ``"principal permittivity"``).
+    floor : float
+        The floor, in the tensor's units.
+    smallest_before : float
+        The smallest such eigenvalue of the tensor given.
+    relative_change : float
+        ``||T' - T|| / ||T||`` (Frobenius norms of the full Cartesian tensors); 0 if unchanged.
+    """
+
+    changed: bool
+    quantity: str
+    floor: float
+    smallest_before: float
+    relative_change: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def floor_of(kind: TensorKind) -> float | None:
+    """The eigenvalue floor of ``kind`` (None: piezoelectric and scalars have none)."""
+    return {"elastic": ELASTIC_FLOOR, "dielectric": DIELECTRIC_FLOOR}.get(kind.name)
+
+
+def _clip(matrix: np.ndarray, floor: float) -> tuple[np.ndarray, float, bool]:
+    sym = 0.5 * (matrix + matrix.T)
+    values, vectors = np.linalg.eigh(sym)
+    smallest = float(values[0])
+    if smallest >= floor:
+        return matrix, smallest, False
+    clipped = (vectors * np.maximum(values, floor)) @ vectors.T
+    return 0.5 * (clipped + clipped.T), smallest, True
+
+
+def make_physical(
+    tensor: np.ndarray, kind: TensorKind, floor: float | None = None
+) -> tuple[np.ndarray, Adjustment | None]:
+    """The nearest physically valid tensor to ``tensor`` and what changed.
+
+    Parameters
+    ----------
+    tensor : array ``kind.cartesian_shape``
+        Cartesian tensor in ``kind.units`` (GPa for elastic, dimensionless for dielectric),
+        with the kind's index symmetry.
+    kind : TensorKind
+    floor : float, optional
+        Smallest eigenvalue allowed; :data:`ELASTIC_FLOOR` (GPa, of the Mandel matrix) or
+        :data:`DIELECTRIC_FLOOR` by default.
+
+    Returns
+    -------
+    tensor : array ``kind.cartesian_shape``
+        ``tensor`` itself when no eigenvalue is below the floor, else the clipped tensor
+        (float64, index-symmetric).
+    adjustment : Adjustment or None
+        None for a kind without a floor (piezoelectric), whose tensor is returned as given.
+
+    Raises
+    ------
+    ValueError
+        A non-finite value, or a shape other than ``kind.cartesian_shape``.
+
+    Examples
+    --------
+    >>> from crystensor.tensors.kinds import get_kind
+    >>> eps, adj = make_physical(np.diag([0.5, 2.0, 3.0]), get_kind("dielectric"))
+    >>> np.diag(eps).tolist(), adj.changed, adj.smallest_before
+    ([1.0, 2.0, 3.0], True, 0.5)
+    """
+    t = np.asarray(tensor, dtype=float)
+    if t.shape != kind.cartesian_shape:
+        raise ValueError(f"a {kind.name} tensor has shape {kind.cartesian_shape}, got {t.shape}")
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"the {kind.name} tensor has non-finite values")
+    if floor is None:
+        floor = floor_of(kind)
+    if floor is None:
+        return t, None
+    if kind.name == "elastic":
+        mandel = _MANDEL[:, None] * kind.to_voigt(t) * _MANDEL[None, :]
+        clipped, smallest, changed = _clip(mandel, floor)
+        out = kind.from_voigt(clipped / _MANDEL[:, None] / _MANDEL[None, :]) if changed else t
+        quantity = "Kelvin modulus"
+    else:
+        out, smallest, changed = _clip(t, floor)
+        quantity = "principal permittivity"
+    norm = float(np.linalg.norm(t))
+    change = float(np.linalg.norm(out - t))
+    relative = change / norm if norm else change
+    return out, Adjustment(changed, quantity, float(floor), smallest, relative if changed else 0.0)
