@@ -5,13 +5,22 @@ its checkpoint (cutoff, auto-cutoff, atom features):
 
 .. code-block:: text
 
-    structure --build_graph--> periodic radius graph --model--> irreps (dim,)
+    structure --domain checks--> warnings (or refused: overlapping atoms)
+        --build_graph--> periodic radius graph --model--> irreps (dim,) + pooled features
         --from_irreps--> Cartesian tensor (raw, frame of the structure)
-        --project_to_point_group--> symmetrized tensor --> derived properties
+        --project_to_point_group--> symmetrized tensor
+        --make_physical--> reported tensor --> derived properties
 
 The symmetrized tensor is the orthogonal projection of the raw one onto the tensors invariant
 under the structure's point group (Neumann's principle): components that must vanish are
-exactly 0 and components that must be equal are bit-for-bit equal. Both are kept.
+exactly 0 and components that must be equal are bit-for-bit equal. The reported tensor is the
+nearest physically valid one (:func:`crystensor.tensors.physical.make_physical`: elastic
+tensors positive definite, dielectric eigenvalues >= 1), re-projected onto the point group;
+``adjustment`` says whether and how much that changed it. All three are kept.
+
+Each result carries ``warnings`` (:mod:`crystensor.domain`): elements the model never saw,
+atoms far closer than their covalent radii, a vacuum gap (slab, wire or molecule), pooled
+features far from every training structure, and the model card's caveat if it has one.
 
 >>> import crystensor
 >>> crystensor.predict("POSCAR", target="elastic")  # doctest: +SKIP
@@ -100,7 +109,20 @@ class Prediction:
     symmetrized : array ``kind.cartesian_shape`` or None
         ``raw`` projected onto the point group (exact zeros and equalities).
     symmetrize : bool
-        Whether :attr:`tensor` (what is reported) is ``symmetrized`` (True) or ``raw``.
+        Whether :attr:`tensor` (what is reported) starts from ``symmetrized`` (True) or ``raw``.
+    physical : bool
+        Whether :attr:`tensor` is floored to a physically valid tensor (``valid``).
+    valid : array ``kind.cartesian_shape`` or None
+        ``symmetrized`` (or ``raw``) made physically valid, projected onto the point group
+        again when it was symmetrized (:func:`crystensor.tensors.physical.make_physical`).
+    adjustment : dict or None
+        What the floor did (``changed``, ``quantity``, ``floor``, ``smallest_before``,
+        ``relative_change``); None for piezoelectric tensors, which have no floor.
+    warnings : list of dict
+        ``{"code", "message"}`` per reason to distrust the prediction (:mod:`crystensor.domain`).
+    feature_distance : float or None
+        Distance of the structure's pooled features from the nearest training structure (see
+        :class:`crystensor.domain.FeatureDomain`); None if the model has no reference.
     point_group, crystal_system, space_group : str or None
         Hermann-Mauguin symbols and lowercase system, found with ``symprec``.
     space_group_number : int or None
@@ -120,6 +142,11 @@ class Prediction:
     raw: np.ndarray | None = None
     symmetrized: np.ndarray | None = None
     symmetrize: bool = True
+    physical: bool = True
+    valid: np.ndarray | None = None
+    adjustment: dict[str, Any] | None = None
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    feature_distance: float | None = None
     point_group: str | None = None
     crystal_system: str | None = None
     space_group: str | None = None
@@ -134,7 +161,10 @@ class Prediction:
 
     @property
     def tensor(self) -> np.ndarray | None:
-        """The reported Cartesian tensor: ``symmetrized`` or ``raw`` (see ``symmetrize``)."""
+        """The reported Cartesian tensor: ``valid``, or ``symmetrized`` / ``raw`` without the
+        physical floor (see ``physical`` and ``symmetrize``)."""
+        if self.physical and self.valid is not None:
+            return self.valid
         return self.symmetrized if self.symmetrize else self.raw
 
     @property
@@ -166,6 +196,7 @@ class Prediction:
             "kind": self.kind.name,
             "units": self.kind.units,
             "symmetrized": self.symmetrize,
+            "physical": self.physical,
             "tensor": self.tensor.tolist(),
             "voigt": self.voigt.tolist(),
             "raw_voigt": self.kind.to_voigt(self.raw).tolist(),
@@ -174,6 +205,9 @@ class Prediction:
             "space_group": self.space_group,
             "space_group_number": self.space_group_number,
             "symmetry_violation": self.symmetry_violation,
+            "adjustment": self.adjustment,
+            "warnings": self.warnings,
+            "feature_distance": self.feature_distance,
             "properties": self.properties,
             "structure": self.structure.as_dict(),
         }
@@ -443,6 +477,29 @@ class Predictor:
         # a pretrained backbone knows fewer elements than the atom features: checked per structure
         potential = getattr(self.model.backbone.embedding, "potential", None)
         self._check_backbone_species = getattr(potential, "check_species", None)
+        from crystensor.domain import DomainWarning, FeatureDomain
+
+        domain = checkpoint.domain or {}
+        self.training_elements: list[str] | None = domain.get("elements")
+        features = domain.get("features")
+        self.feature_domain = FeatureDomain.from_dict(features) if features else None
+        caveat = checkpoint.meta.get("caveat")
+        self.caveat = DomainWarning("model-caveat", caveat) if caveat else None
+
+    def structure_warnings(self, structure: Structure) -> list[dict[str, str]]:
+        """The structure-only warnings of :mod:`crystensor.domain` for this model.
+
+        Raises
+        ------
+        InputError
+            Overlapping atoms (closer than :data:`crystensor.domain.MIN_DISTANCE`).
+        """
+        from crystensor.domain import structure_warnings
+
+        found = structure_warnings(structure, self.training_elements)
+        if self.caveat is not None:
+            found.append(self.caveat)
+        return [w.as_dict() for w in found]
 
     @property
     def target(self) -> str:
@@ -488,20 +545,33 @@ class Predictor:
 
         PyG ``Data`` graphs (:func:`crystensor.data.dataset.graph_to_data`) work too.
         """
+        return self.forward(graphs)[0]
+
+    def forward(self, graphs: list[Any]) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`raw_irreps` and the distances of the graphs' pooled features from the
+        training set (``(len(graphs),)``; None if the model records no feature reference)."""
         import torch
 
         from crystensor.data.dataset import _collate
+        from crystensor.domain import invariant_descriptor
 
         batch = _collate(graphs, self.device)
         with torch.inference_mode():
-            irreps = self.model(batch)["irreps"]
-        return irreps.detach().to("cpu", torch.float64).numpy()
+            pooled = self.model.backbone(batch)
+            irreps = self.model.head(pooled)["irreps"]
+        irreps = irreps.detach().to("cpu", torch.float64).numpy()
+        if self.feature_domain is None:
+            return irreps, None
+        layout = [(mul, ir.l, ir.p) for mul, ir in self.model.backbone.irreps_out]
+        descriptor = invariant_descriptor(pooled.detach().to("cpu", torch.float64).numpy(), layout)
+        return irreps, self.feature_domain.distances(descriptor)
 
     def predict_results(
         self,
         structures: StructureInput | Iterable[StructureInput],
         *,
         symmetrize: bool = True,
+        physical: bool = True,
         batch_size: int = 8,
         symprec: float = 0.01,
         angle_tolerance: float | None = None,
@@ -521,7 +591,7 @@ class Predictor:
             else:
                 results[i].structure = item
                 todo.append(i)
-        job = _Job(self, results, symmetrize, batch_size, symprec, angle_tolerance)
+        job = _Job(self, results, symmetrize, physical, batch_size, symprec, angle_tolerance)
         done = len(entries) - len(todo)
         processes = _processes(len(todo), self.device)
         if processes > 1:
@@ -546,6 +616,7 @@ class _Job:
     predictor: Predictor
     results: list[Prediction]
     symmetrize: bool
+    physical: bool
     batch_size: int
     symprec: float
     angle_tolerance: float | None
@@ -559,10 +630,12 @@ class _Job:
         """Predict ``results[i]`` for every ``i`` in ``indices``, batch by batch, here."""
         pending: list[tuple[int, Any]] = []
         for n, i in enumerate(indices, 1):
+            result = self.results[i]
             try:
-                pending.append((i, self.predictor.graph(self.results[i].structure)))
+                result.warnings = self.predictor.structure_warnings(result.structure)
+                pending.append((i, self.predictor.graph(result.structure)))
             except InputError as err:
-                self.results[i].error = str(err)
+                result.error = str(err)
             if len(pending) == self.batch_size or (n == len(indices) and pending):
                 self._run_batch(pending)
                 pending = []
@@ -572,9 +645,16 @@ class _Job:
     def _run_batch(self, pending: list[tuple[int, Any]]) -> None:
         from crystensor.tensors.harmonic import from_irreps
 
-        raw = self.predictor.raw_irreps([g for _, g in pending])
-        for (i, _), tensor in zip(pending, from_irreps(raw, self.predictor.kind), strict=True):
-            _finish(self.results[i], tensor, self.symmetrize, self.symprec, self.angle_tolerance)
+        raw, distances = self.predictor.forward([g for _, g in pending])
+        domain = self.predictor.feature_domain
+        for n, ((i, _), tensor) in enumerate(
+            zip(pending, from_irreps(raw, self.predictor.kind), strict=True)
+        ):
+            result = self.results[i]
+            if distances is not None:
+                result.feature_distance = float(distances[n])
+                result.warnings.extend(w.as_dict() for w in domain.warning(distances[n]))
+            _finish(result, tensor, self)
 
 
 # -- many structures: one process per core ----------------------------------------------------
@@ -775,27 +855,16 @@ def _named_warnings(name: str) -> Iterator[None]:
             logger.removeFilter(add_name)
 
 
-def _finish(
-    result: Prediction,
-    raw: np.ndarray,
-    symmetrize: bool,
-    symprec: float,
-    angle_tolerance: float | None,
-) -> None:
-    """Point group, projection and derived properties of one raw prediction (in place)."""
+def _finish(result: Prediction, raw: np.ndarray, job: _Job) -> None:
+    """Point group, projections and derived properties of one raw prediction (in place)."""
     with _named_warnings(result.name):
-        _symmetrize_and_derive(result, raw, symmetrize, symprec, angle_tolerance)
+        _symmetrize_and_derive(result, raw, job)
 
 
-def _symmetrize_and_derive(
-    result: Prediction,
-    raw: np.ndarray,
-    symmetrize: bool,
-    symprec: float,
-    angle_tolerance: float | None,
-) -> None:
+def _symmetrize_and_derive(result: Prediction, raw: np.ndarray, job: _Job) -> None:
     from crystensor.tensors import symmetry
     from crystensor.tensors.analysis import derived_properties
+    from crystensor.tensors.physical import make_physical
 
     if not np.all(np.isfinite(raw)):
         result.error = "the model produced non-finite values for this structure"
@@ -803,19 +872,46 @@ def _symmetrize_and_derive(
     kind = result.kind
     raw = _exact_index_symmetry(raw, kind)
     try:
-        group = symmetry.point_group_of(result.structure, symprec, angle_tolerance)
+        group = symmetry.point_group_of(result.structure, job.symprec, job.angle_tolerance)
     except ValueError as err:
         result.error = str(err)
         return
     result.raw = raw
     result.symmetrized = _exact_index_symmetry(symmetry.project_to_point_group(raw, group), kind)
-    result.symmetrize = symmetrize
+    result.symmetrize = job.symmetrize
+    result.physical = job.physical
+    base = result.symmetrized if job.symmetrize else raw
+    valid, adjustment = make_physical(base, kind)
+    if adjustment is not None:
+        result.adjustment = adjustment.as_dict()
+        if adjustment.changed and job.symmetrize:  # exact zeros again (eigh rounds them)
+            valid = symmetry.project_to_point_group(valid, group)
+        result.valid = _exact_index_symmetry(valid, kind)
+        if adjustment.changed:
+            result.warnings.append(_adjustment_warning(adjustment, kind, job.physical))
     result.point_group = group.symbol
     result.crystal_system = group.crystal_system
     result.space_group = group.space_group_symbol
     result.space_group_number = group.space_group_number
     result.symmetry_violation = symmetry.symmetry_violation(raw, group)
     result.properties = derived_properties(result.tensor, kind)
+
+
+def _adjustment_warning(adjustment: Any, kind: TensorKind, applied: bool) -> dict[str, str]:
+    what = "stable (positive definite)" if kind.name == "elastic" else "at least 1 (vacuum)"
+    units = f" {kind.units}" if kind.units else ""
+    done = (
+        f"raised to {adjustment.floor:g}{units}, which changed the tensor by "
+        f"{100 * adjustment.relative_change:.3g} % (Frobenius norm)"
+        if applied
+        else f"not corrected (raw output requested); the nearest valid tensor differs by "
+        f"{100 * adjustment.relative_change:.3g} %"
+    )
+    return {
+        "code": "not-physical",
+        "message": f"the network's tensor is not {what}: its smallest {adjustment.quantity} "
+        f"is {adjustment.smallest_before:.3g}{units}, {done}",
+    }
 
 
 def load_predictor(
@@ -875,6 +971,7 @@ def predict_results(
     model: str | os.PathLike | Checkpoint | Predictor | None = None,
     *,
     symmetrize: bool = True,
+    physical: bool = True,
     device: str = "cpu",
     batch_size: int = 8,
     symprec: float = 0.01,
@@ -895,6 +992,11 @@ def predict_results(
     symmetrize : bool
         Report the tensor projected onto the point group (default) or the raw network output.
         Both are kept in each :class:`Prediction`.
+    physical : bool
+        Report the nearest physically valid tensor (default: elastic positive definite with
+        Kelvin moduli >= 1 GPa, dielectric eigenvalues >= 1;
+        :func:`crystensor.tensors.physical.make_physical`) or the tensor as it is. Each
+        :class:`Prediction` keeps both and says in ``adjustment`` what the floor changed.
     device : str
         ``"cpu"``, ``"cuda"``, ``"auto"``, ...
     batch_size : int
@@ -932,6 +1034,7 @@ def predict_results(
     return predictor.predict_results(
         structures,
         symmetrize=symmetrize,
+        physical=physical,
         batch_size=batch_size,
         symprec=symprec,
         angle_tolerance=angle_tolerance,
@@ -945,6 +1048,7 @@ def predict(
     model: str | os.PathLike | Checkpoint | Predictor | None = None,
     *,
     symmetrize: bool = True,
+    physical: bool = True,
     device: str = "cpu",
     batch_size: int = 8,
     symprec: float = 0.01,
@@ -972,6 +1076,7 @@ def predict(
         target,
         model,
         symmetrize=symmetrize,
+        physical=physical,
         device=device,
         batch_size=batch_size,
         symprec=symprec,

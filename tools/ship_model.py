@@ -240,6 +240,49 @@ def model_card(
     return "\n".join(lines)
 
 
+def add_domain(checkpoint: Any, store_path: Path) -> None:
+    """Record what ``checkpoint``'s model has seen (``checkpoint.domain``) from its store.
+
+    The store's graphs are split by the checkpoint's own material ids, so the training
+    elements and the feature reference are those of the split the model was trained on.
+    """
+    import numpy as np
+
+    from crystensor.data.dataset import GraphDataset
+    from crystensor.data.store import GraphStore
+    from crystensor.train.domain import model_domain
+    from crystensor.train.loop import _backbone_fields
+
+    model = checkpoint.build_model()
+    store = GraphStore(store_path)
+    ids = store.ids
+    order = {name: i for i, name in enumerate(("train", "val", "test"))}
+    where = {mid: order[name] for name, members in checkpoint.split.items() for mid in members}
+    missing = [mid for mid in ids if mid not in where]
+    if missing:
+        raise SystemExit(f"{store_path}: {len(missing)} graphs are in no split of the checkpoint")
+    store._split = (np.array([where[mid] for mid in ids], dtype=np.int8), {"source": "checkpoint"})
+    dataset = GraphDataset(store, in_memory=True, node_fields=_backbone_fields(model, store))
+    checkpoint.domain = model_domain(model, dataset)
+
+
+def refresh_domain(target: str, store_path: Path, out: Path) -> int:
+    """Add ``domain`` to an already shipped model, keeping everything else of it."""
+    from crystensor.train.checkpoint import load_checkpoint, save_checkpoint
+
+    path = out / f"{target}.pt"
+    checkpoint = load_checkpoint(path)
+    add_domain(checkpoint, store_path)
+    saved = checkpoint.meta.get("saved")
+    save_checkpoint(checkpoint, path)
+    threshold = checkpoint.domain.get("features", {}).get("threshold")
+    print(
+        f"{path}: {len(checkpoint.domain['elements'])} training elements, feature threshold "
+        f"{threshold} (shipped {saved})"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
@@ -247,7 +290,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--selection", help="why this run was chosen (goes into the card)")
     parser.add_argument("--caveat", help="a warning shown with every prediction of the model")
     parser.add_argument("--out", type=Path, default=REPO / "crystensor" / "pretrained")
+    parser.add_argument(
+        "--refresh-domain",
+        type=Path,
+        metavar="STORE",
+        help="only add the training domain (elements, feature reference) to the shipped model "
+        "of --target, computed on STORE (the store it was trained on)",
+    )
     args = parser.parse_args(argv)
+    if args.refresh_domain is not None:
+        if not args.target:
+            parser.error("--refresh-domain needs --target")
+        return refresh_domain(args.target, args.refresh_domain, args.out)
 
     from crystensor.io.atomic import atomic_open
     from crystensor.train.checkpoint import load_checkpoint, save_checkpoint
@@ -266,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         run = json.loads((args.run_dir / "run.json").read_text())
         store = Path(run["stages"][-1]["store"]["path"])
     facts = _store_facts(store, checkpoint.split)
+    if not checkpoint.domain:
+        add_domain(checkpoint, store)
     card = model_card(checkpoint, facts, args.selection, args.caveat)
     shipped = checkpoint.without_training_state()
     shipped.meta = {k: v for k, v in shipped.meta.items() if k != "caveat"}

@@ -79,6 +79,22 @@ def predict(
             help="Project onto the structure's point group, or show the raw network output.",
         ),
     ] = True,
+    physical: Annotated[
+        bool,
+        typer.Option(
+            "--physical/--no-physical",
+            help="Report the nearest physically valid tensor (elastic: positive definite, "
+            "Kelvin moduli >= 1 GPa; dielectric: eigenvalues >= 1), or the tensor as it is. "
+            "A structure whose tensor needed the change gets a not-physical warning either way.",
+        ),
+    ] = True,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="Report the network's output exactly as it is: --no-symmetrize --no-physical.",
+        ),
+    ] = False,
     symprec: SymPrec = 0.01,
     angle_tolerance: AngleTolerance = None,
     fmt: Annotated[
@@ -106,9 +122,21 @@ def predict(
     """Predict the tensor of each structure, in the Cartesian frame of its file.
 
     By default the prediction is projected onto the structure's point group (components that
-    must vanish are exactly zero); the tables add derived properties (moduli, eigenvalues,
-    eij_max). A structure that cannot be predicted is reported with the reason while the others
-    are predicted; the exit code is then 2.
+    must vanish are exactly zero) and made physically valid (the nearest positive definite
+    elastic tensor, the nearest dielectric tensor with eigenvalues >= 1); the tables add derived
+    properties (moduli, eigenvalues, eij_max). JSON keeps the raw network output beside it.
+
+    Each structure gets warnings where the number deserves less trust (a yellow line in the
+    table, a "warnings" list in JSON, a "warnings" column in CSV): unseen-element (not in the
+    model's training set), short-distance (atoms far closer than their covalent radii; below
+    0.5 A the structure is refused), vacuum-gap (a slab, wire or isolated molecule, not a bulk
+    crystal), far-from-training (the model's features of the structure are farther from every
+    training structure than 95 % of its test materials), not-physical (the network's tensor
+    needed the correction above) and model-caveat (what the model card says, e.g. the
+    piezoelectric model's undetermined sign).
+
+    A structure that cannot be predicted is reported with the reason while the others are
+    predicted; the exit code is then 2.
 
     On Linux, 64 structures or more are shared between processes forked from this one, one per
     core, each on one thread (OMP_NUM_THREADS=1 keeps it to this process); the results are the
@@ -128,10 +156,13 @@ def predict(
     if not structures:
         raise InputError("give at least one structure file, a directory, or - for stdin")
     predictor = load_predictor(name, model, device=device)
+    if raw:
+        symmetrize = physical = False
     with _ProgressBar() as progress:
         results = predictor.predict_results(
             structures,
             symmetrize=symmetrize,
+            physical=physical,
             batch_size=batch_size,
             symprec=symprec,
             angle_tolerance=angle_tolerance,
@@ -214,7 +245,11 @@ def _tables(
     model = f"{predictor.source} ({predictor.checkpoint.arch}, target {predictor.target})"
 
     def draw(out: Console) -> None:
+        from rich.markup import escape
+
         out.print(f"Predicted with {model}", highlight=False, markup=False)
+        if predictor.caveat is not None:
+            out.print(f"[yellow]Caveat of this model: {escape(predictor.caveat.message)}[/]")
         for result in results:
             if result.ok:
                 _render_prediction(out, result, symprec)
@@ -236,12 +271,17 @@ def _render_prediction(out: Console, r: Prediction, symprec: float) -> None:
     )
     broken = f"{100 * r.symmetry_violation:.3g} %"
     if r.symmetrize:
-        title = "Projected onto the point group (Voigt notation)"
+        title = "Projected onto the point group"
         out.print(f"The raw network output breaks the point group by {broken}.")
     else:
-        title = "Raw network output (Voigt notation)"
+        title = "Raw network output"
         out.print(f"Not symmetrized: the raw output breaks the point group by {broken}.")
-    out.print(voigt_table(kind, r.voigt.tolist(), title))
+    if r.physical and r.adjustment is not None:
+        title += ", made physically valid"
+    for warning in r.warnings:
+        if warning["code"] != "model-caveat":  # printed once, above the first structure
+            out.print(f"[yellow]warning ({warning['code']}): {escape(warning['message'])}[/]")
+    out.print(voigt_table(kind, r.voigt.tolist(), f"{title} (Voigt notation)"))
     if r.properties:
         out.print(properties_table(r.properties, "Derived properties"))
 
@@ -276,19 +316,35 @@ def _csv_text(results: list[Prediction], predictor: Predictor, symprec: float) -
         for key, value in (first.properties if first else {}).items()
         if key != "units" and not isinstance(value, list | dict)
     ]
-    head = ["source", "formula", "target", "point_group", "crystal_system", "symmetrized"]
+    head = [
+        "source",
+        "formula",
+        "target",
+        "point_group",
+        "crystal_system",
+        "symmetrized",
+        "physical",
+    ]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*head, *components, *scalars, "error"])
+    tail = ["adjustment", "feature_distance", "warnings", "error"]
+    writer.writerow([*head, *components, *scalars, *tail])
     for r in results:
         if not r.ok:
-            blank = [""] * (3 + len(components) + len(scalars))
+            blank = [""] * (len(head) - 3 + len(components) + len(scalars) + len(tail) - 1)
             writer.writerow([r.name, "", r.target, *blank, r.error])
             continue
         values = [repr(float(v)) for v in r.voigt.ravel()]
         props = ["" if r.properties.get(k) is None else r.properties[k] for k in scalars]
         meta = [r.name, r.formula, r.target, r.point_group, r.crystal_system, r.symmetrize]
-        writer.writerow([*meta, *values, *props, ""])
+        changed = r.adjustment is not None and r.adjustment["changed"]
+        extra = [
+            repr(r.adjustment["relative_change"]) if changed else "",
+            "" if r.feature_distance is None else repr(r.feature_distance),
+            "; ".join(f"{w['code']}: {w['message']}" for w in r.warnings),
+            "",
+        ]
+        writer.writerow([*meta, r.physical, *values, *props, *extra])
     return buffer.getvalue()
 
 

@@ -18,6 +18,9 @@ A checkpoint is one ``torch.save`` file of plain containers and tensors, so it l
 ``versions``       crystensor, torch, e3nn, torch_geometric, pymatgen, numpy
 ``training``       train config, epoch, history, optimizer / scheduler / RNG state (resume);
                    may be empty in a shipped model
+``domain``         what the model has seen, for predict's warnings (:mod:`crystensor.train.domain`):
+                   training ``elements`` and pooled-feature ``features``; empty in checkpoints
+                   written before crystensor recorded it
 ``meta``           free-form provenance: creation time, data store, command line, parent
                    checkpoint of a fine-tuned model; ``meta["split"]``: how ``split`` was made
                    (``method`` random or family, ``seed``, ``fractions``, ``source`` store or
@@ -158,6 +161,7 @@ class Checkpoint:
     versions: dict[str, str] = field(default_factory=library_versions)
     training: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    domain: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model_config(self):
@@ -217,6 +221,7 @@ class Checkpoint:
             "versions": self.versions,
             "training": self.training,
             "meta": self.meta,
+            "domain": self.domain,
         }
 
     def without_training_state(self) -> Checkpoint:
@@ -290,6 +295,7 @@ def load_checkpoint(
             versions=payload.get("versions", {}),
             training=payload.get("training", {}),
             meta=payload.get("meta", {}),
+            domain=payload.get("domain", {}),
         )
     except KeyError as exc:
         raise InputError(

@@ -385,8 +385,12 @@ def fit(
         meta={**(meta or {}), "stage": stage, "store": store.path.name},
     )
 
-    def checkpoint(metrics: dict[str, Any], training: dict[str, Any]) -> Checkpoint:
-        return Checkpoint.from_model(model, metrics=metrics, training=training, **base)
+    def checkpoint(
+        metrics: dict[str, Any], training: dict[str, Any], domain: dict[str, Any] | None = None
+    ) -> Checkpoint:
+        return Checkpoint.from_model(
+            model, metrics=metrics, training=training, domain=domain or {}, **base
+        )
 
     run_dir = Path(run_dir)
     if info.is_main:
@@ -550,7 +554,10 @@ def _finish(
         predictions[name] = evaluate(model, subset, info=info, batch_size=batch_size)
         metrics[name] = _split_metrics(store, kind, predictions[name])
     if info.is_main:
-        save_checkpoint(checkpoint(metrics, best.training), run_dir / "best.pt")
+        from crystensor.train.domain import model_domain
+
+        domain = model_domain(model, dataset, batch_size)
+        save_checkpoint(checkpoint(metrics, best.training, domain), run_dir / "best.pt")
         atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
         plots.plot_learning_curves(history, run_dir / "learning_curves.png")
         shown = "test" if "test" in predictions else "val"

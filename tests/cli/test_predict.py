@@ -184,17 +184,42 @@ def test_output_file_is_atomic_and_format_follows_suffix(tmp_path, model):
     assert "NaCl-mp-22862.POSCAR: NaCl" in table.read_text() and "\x1b[" not in table.read_text()
 
 
-def test_no_symmetrize_shows_the_raw_output(tmp_path, model):
+def test_raw_shows_the_network_output(tmp_path, model):
     path = tmp_path / "Si-rattled.vasp"
     rattled(Structure.from_file(SI)).to(filename=str(path), fmt="poscar")
     sym = run_json(str(path), "-m", str(model))["results"][0]
-    raw = run_json(str(path), "-m", str(model), "--no-symmetrize")["results"][0]
-    assert sym["symmetrized"] and not raw["symmetrized"]
+    raw = run_json(str(path), "-m", str(model), "--raw")["results"][0]
+    assert sym["symmetrized"] and sym["physical"]
+    assert not raw["symmetrized"] and not raw["physical"]
     assert raw["point_group"] == sym["point_group"] == "m-3m"
     assert raw["voigt"] == sym["raw_voigt"] and raw["voigt"] != sym["voigt"]
     assert sym["voigt"][0][3] == 0.0 and raw["voigt"][0][3] != 0.0
-    table = run(str(path), "-m", str(model), "--no-symmetrize")
+    both = run_json(str(path), "-m", str(model), "--no-symmetrize", "--no-physical")
+    assert both["results"][0]["voigt"] == raw["voigt"]
+    table = run(str(path), "-m", str(model), "--raw")
     assert "Not symmetrized" in table.stdout and "Raw network output" in table.stdout
+
+
+def test_unstable_prediction_is_made_stable_and_flagged(tmp_path, model):
+    """The untrained test model's tensor is tiny and not positive definite: floored."""
+    path = tmp_path / "Si-rattled.vasp"
+    rattled(Structure.from_file(SI)).to(filename=str(path), fmt="poscar")
+    result = run_json(str(path), "-m", str(model))["results"][0]
+    mandel = np.array(result["voigt"]) * np.outer(*2 * [[1, 1, 1, 2**0.5, 2**0.5, 2**0.5]])
+    assert np.linalg.eigvalsh(mandel)[0] >= 1.0 - 1e-9
+    assert result["adjustment"]["changed"] and result["adjustment"]["smallest_before"] < 1.0
+    assert [w["code"] for w in result["warnings"]].count("not-physical") == 1
+    assert result["properties"]["born_stable"]
+    kept = run_json(str(path), "-m", str(model), "--no-physical")["results"][0]
+    assert np.linalg.eigvalsh(np.array(kept["voigt"]))[0] < 1.0
+    assert (
+        "not corrected"
+        in next(w for w in kept["warnings"] if w["code"] == "not-physical")["message"]
+    )
+    csv_text = run(str(path), "-m", str(model), "-f", "csv").stdout
+    header, row = list(csv.reader(io.StringIO(csv_text)))
+    record = dict(zip(header, row, strict=True))
+    assert float(record["adjustment"]) > 0 and "not-physical: " in record["warnings"]
 
 
 def test_model_info(model):

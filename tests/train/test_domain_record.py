@@ -1,0 +1,32 @@
+"""A finished run records what its model has seen (elements, pooled features) in best.pt."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from crystensor.domain import FeatureDomain
+from crystensor.predict import load_predictor
+from crystensor.train.checkpoint import load_checkpoint
+from crystensor.train.domain import training_elements
+from tests.helpers import nacl
+from tests.train.conftest import SPECIES, train_tiny
+
+
+def test_best_pt_records_the_training_domain(tiny_stores, tmp_path):
+    from crystensor.data.store import GraphStore
+
+    train_tiny(tiny_stores["dielectric"], tmp_path / "run", epochs=1)
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    with GraphStore(tiny_stores["dielectric"]) as store:
+        expected = training_elements(store)
+    assert best.domain["elements"] == expected
+    assert set(expected) <= {e for pair in SPECIES for e in pair}
+    features = best.domain["features"]
+    assert features["calibrated_on"] == "test" and 0 < features["threshold"] < np.inf
+    fitted = FeatureDomain.from_dict(features)
+    assert fitted.reference.shape[0] == best.metrics["counts"]["train"]
+    # a structure of the training chemistry predicts without an unseen-element warning
+    (result,) = load_predictor(model=tmp_path / "run" / "best.pt").predict_results([nacl()])
+    assert result.ok and np.isfinite(result.feature_distance)
+    unseen = [w for w in result.warnings if w["code"] == "unseen-element"]
+    assert unseen == [] if {"Na", "Cl"} <= set(expected) else len(unseen) == 1
