@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from crystensor.data.store import OPEN_READERS, GraphStore
+from crystensor.data.store import GraphStore, LazyHDF5Reader
 from crystensor.errors import InputError
 
 __all__ = [
@@ -103,7 +103,7 @@ def cache_identity(store: GraphStore, backbone_name: str) -> dict[str, Any]:
     return {"format_version": FORMAT_VERSION, **store_fingerprint(store), **backbone}
 
 
-class FeatureCache:
+class FeatureCache(LazyHDF5Reader):
     """Read cached backbone features, per graph, from a file (lazily) or from memory.
 
     Parameters
@@ -125,9 +125,8 @@ class FeatureCache:
         attrs: dict[str, Any] | None = None,
         node_offsets: np.ndarray | None = None,
     ) -> None:
+        super().__init__()
         self.path = Path(path) if path is not None else None
-        self._h5: Any = None
-        self._pid: int | None = None
         self._memory = memory
         if path is None:
             if memory is None or attrs is None or node_offsets is None:
@@ -165,14 +164,7 @@ class FeatureCache:
         return self._memory is not None
 
     def _dataset(self):
-        import h5py
-
-        pid = os.getpid()
-        if self._h5 is None or self._pid != pid:
-            self._h5 = h5py.File(self.path, "r")
-            self._pid = pid
-            OPEN_READERS.add(self)
-        return self._h5["features"]
+        return self._file()["features"]
 
     def features(self, index: int) -> np.ndarray:
         """Features ``(n_nodes, 2, dim)`` float32 of graph ``index`` (structure, inverted image)."""
@@ -191,28 +183,6 @@ class FeatureCache:
             self._memory = self._dataset()[()]
             self.close()
         return self
-
-    def close(self) -> None:
-        """Close this process's file handle (reopened on the next access)."""
-        if self._h5 is not None:
-            if self._pid == os.getpid():
-                with contextlib.suppress(Exception):
-                    self._h5.close()
-            self._h5 = None
-            self._pid = None
-        OPEN_READERS.discard(self)
-
-    def __enter__(self) -> FeatureCache:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_h5"] = None
-        state["_pid"] = None
-        return state
 
 
 def _read_header(path: Path) -> tuple[dict[str, Any], np.ndarray]:

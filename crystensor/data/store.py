@@ -67,7 +67,7 @@ import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -761,9 +761,10 @@ def _property(name: str):
     return PROPERTIES[name]
 
 
-# Open HDF5 readers (stores, feature caches), closed before the process forks so that no child
-# inherits a live HDF5 handle; each reopens its file lazily in the process that uses it.
-OPEN_READERS: weakref.WeakSet[Any] = weakref.WeakSet()
+# Open HDF5 readers (LazyHDF5Reader: stores, feature caches), closed before the process forks so
+# that no child inherits a live HDF5 handle; each reopens its file lazily in the process that
+# uses it.
+OPEN_READERS: weakref.WeakSet[LazyHDF5Reader] = weakref.WeakSet()
 
 
 def _close_before_fork() -> None:
@@ -775,7 +776,62 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_close_before_fork)
 
 
-class GraphStore:
+_Reader = TypeVar("_Reader", bound="LazyHDF5Reader")
+
+
+class LazyHDF5Reader:
+    """Base of the readers of one HDF5 file (``self.path``), opened lazily once per process.
+
+    The open handle is registered in :data:`OPEN_READERS`, so it is closed before the process
+    forks, and is left out when the reader is pickled (for spawned ``DataLoader`` workers); either
+    way the file is reopened on the next access. A subclass sets ``path`` and overrides
+    :meth:`_forget_handles` if it keeps objects of the file (such as dataset handles).
+    """
+
+    def __init__(self) -> None:
+        self._h5: Any = None
+        self._pid: int | None = None
+
+    def _file(self):
+        """This process's open ``h5py.File`` (opened, or reopened after a fork, here)."""
+        import h5py
+
+        pid = os.getpid()
+        if self._h5 is None or self._pid != pid:
+            self._h5 = h5py.File(self.path, "r")
+            self._pid = pid
+            self._forget_handles()
+            OPEN_READERS.add(self)
+        return self._h5
+
+    def _forget_handles(self) -> None:
+        """Drop what was taken from the file; called when it is (re)opened and closed."""
+
+    def close(self) -> None:
+        """Close this process's file handle (reopened on the next access)."""
+        if self._h5 is not None:
+            if self._pid == os.getpid():
+                with contextlib.suppress(Exception):
+                    self._h5.close()
+            self._h5 = None
+            self._pid = None
+        self._forget_handles()
+        OPEN_READERS.discard(self)
+
+    def __enter__(self: _Reader) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_h5"] = None
+        state["_pid"] = None
+        return state
+
+
+class GraphStore(LazyHDF5Reader):
     """Read a graph store; the HDF5 file is opened lazily, once per process.
 
     Opening checks the file (exists, is HDF5, is a crystensor store of this format version,
@@ -796,9 +852,8 @@ class GraphStore:
     """
 
     def __init__(self, path: str | os.PathLike, *, expect: Mapping[str, Any] | None = None):
+        super().__init__()
         self.path = Path(path)
-        self._h5: Any = None
-        self._pid: int | None = None
         self._memory: dict[str, np.ndarray] | None = None
         self._cache: dict[str, Any] = {}
         # use_split's codes and settings; None: the split saved in the file
@@ -1050,16 +1105,8 @@ class GraphStore:
         return self
 
     # -- data --------------------------------------------------------------------------------
-    def _file(self):
-        import h5py
-
-        pid = os.getpid()
-        if self._h5 is None or self._pid != pid:
-            self._h5 = h5py.File(self.path, "r")
-            self._pid = pid
-            self._cache.pop("datasets", None)
-            OPEN_READERS.add(self)
-        return self._h5
+    def _forget_handles(self) -> None:
+        self._cache.pop("datasets", None)
 
     def _dataset(self, name: str):
         f = self._file()  # reopens (and forgets the dataset handles) in a new process
@@ -1126,26 +1173,7 @@ class GraphStore:
             node_features=features,
         )
 
-    def close(self) -> None:
-        """Close this process's file handle (reopened on the next access)."""
-        if self._h5 is not None:
-            if self._pid == os.getpid():
-                with contextlib.suppress(Exception):
-                    self._h5.close()
-            self._h5 = None
-            self._pid = None
-        self._cache.pop("datasets", None)
-        OPEN_READERS.discard(self)
-
-    def __enter__(self) -> GraphStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_h5"] = None
-        state["_pid"] = None
+        state = super().__getstate__()
         state["_cache"] = {k: v for k, v in self._cache.items() if k != "datasets"}
         return state
