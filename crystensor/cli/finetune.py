@@ -50,19 +50,7 @@ def finetune(
             ),
         ),
     ] = None,
-    backbone_mode: Annotated[
-        str | None,
-        typer.Option(
-            "--backbone-mode",
-            help=(
-                "For a checkpoint with a pretrained backbone (sevennet-0): frozen, partial "
-                "(its last block trained) or full (all of it trained). Default: the "
-                "checkpoint's. From frozen the potential starts from the installed file's "
-                "weights; a trained potential cannot be frozen again."
-            ),
-            show_default=False,
-        ),
-    ] = None,
+    backbone_mode: opt.BackboneMode = None,
     epochs: opt.Epochs = None,
     batch_size: opt.BatchSize = None,
     lr: opt.LearningRate = None,

@@ -40,6 +40,23 @@ AngleTolerance = Annotated[
 ]
 
 # -- training (train and finetune) -----------------------------------------------------------
+BackboneMode = Annotated[
+    str | None,
+    typer.Option(
+        "--backbone-mode",
+        help=(
+            "With a pretrained backbone (sevennet-0): frozen (features cached beside the "
+            "store), partial (its last block trained) or full (all of it trained, at --lr/10; "
+            "in finetune at --backbone-lr). Default: frozen for a new model, the checkpoint's "
+            "for a network started from one (finetune, train --pretrain CKPT). From frozen the "
+            "potential starts from the installed file's weights; a trained potential cannot be "
+            "frozen again."
+        ),
+        show_default=False,
+        rich_help_panel="Model",
+    ),
+]
+
 # Defaults are None so that a command knows which settings the user gave; the values used when
 # an option is absent are TrainConfig's defaults (shown in --help).
 _T = "Training"

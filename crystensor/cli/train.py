@@ -116,19 +116,7 @@ def train(
             rich_help_panel=_M,
         ),
     ] = None,
-    backbone_mode: Annotated[
-        str | None,
-        typer.Option(
-            "--backbone-mode",
-            help=(
-                "With a pretrained backbone: frozen (the default; features cached beside the "
-                "store), partial (its last block trained) or full (all of it trained, at "
-                "--backbone-lr, default --lr/10). With --pretrain CKPT: changes the "
-                "checkpoint's mode."
-            ),
-            rich_help_panel=_M,
-        ),
-    ] = None,
+    backbone_mode: opt.BackboneMode = None,
     atom_embedding: Annotated[
         bool,
         typer.Option(
