@@ -16,6 +16,14 @@ def _run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def _train_one_epoch(store, out, backbone, *options):
+    """``crystensor -q train``: one epoch of the small SEConv on ``backbone``, 8 graphs a step."""
+    return _run(
+        "-q", "train", "-d", store, "-o", out, "--arch", "seconv", "--preset", "small",
+        "--backbone", backbone, "--epochs", "1", "--batch-size", "8", *options,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return build_store(tmp_path_factory.mktemp("stores") / "diel.h5", "dielectric", 24)
@@ -38,26 +46,7 @@ def test_bad_backbone_options(store, tmp_path, toy_backbone, options, message):
 
 
 def test_frozen_backbone_run_from_the_cli(store, tmp_path, toy_backbone):
-    result = _run(
-        "-q",
-        "train",
-        "-d",
-        store,
-        "-o",
-        tmp_path / "run",
-        "--arch",
-        "seconv",
-        "--preset",
-        "small",
-        "--backbone",
-        "toy",
-        "--pooling",
-        "density",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "8",
-    )
+    result = _train_one_epoch(store, tmp_path / "run", toy_backbone, "--pooling", "density")
     assert result.exit_code == 0, result.output
     ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
     config = ckpt.model_config
@@ -82,24 +71,7 @@ def test_predict_isolates_elements_the_backbone_does_not_know(store, tmp_path):
 
     register_backbone("toy-noF", NoFluorine, lambda: {"name": "toy-noF", "sha256": "2" * 64})
     run = tmp_path / "run"
-    result = _run(
-        "-q",
-        "train",
-        "-d",
-        store,
-        "-o",
-        run,
-        "--arch",
-        "seconv",
-        "--preset",
-        "small",
-        "--backbone",
-        "toy-noF",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "8",
-    )
+    result = _train_one_epoch(store, run, "toy-noF")
     assert result.exit_code == 0, result.output
     for name, pair in (("NaCl", ("Na", "Cl")), ("LiF", ("Li", "F"))):
         s = Structure(Lattice.cubic(2.9), list(pair), [[0, 0, 0], [0.5, 0.5, 0.5]])

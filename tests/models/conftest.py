@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -30,15 +31,19 @@ def graphs(structures):
 
 @pytest.fixture(scope="package")
 def small_model(float64, graphs) -> Callable[..., TensorModel]:
-    """``small_model(arch, target, pooling)``: a cached ``small``-preset model in eval mode.
+    """``small_model(arch, target, pooling, **overrides)``: a cached ``small``-preset model in
+    eval mode; ``overrides`` are further :func:`~crystensor.models.preset` settings (such as
+    ``backbone="toy"``).
 
     Its pooled-feature gains (``pool_norm``) are calibrated on the test graphs, so every
     contract test runs with gains that differ from channel to channel.
     """
     cache: dict[tuple, TensorModel] = {}
 
-    def get(arch: str, target: str = "elastic", pooling: str = "mean") -> TensorModel:
-        key = (arch, target, pooling)
+    def get(
+        arch: str, target: str = "elastic", pooling: str = "mean", **overrides: Any
+    ) -> TensorModel:
+        key = (arch, target, pooling, *sorted(overrides.items()))
         if key not in cache:
             torch.manual_seed(len(cache))
             config = preset(
@@ -48,6 +53,7 @@ def small_model(float64, graphs) -> Callable[..., TensorModel]:
                 target=target,
                 pooling=pooling,
                 pool_norm=True,
+                **overrides,
             )
             model = build_model(config).eval()
             model.backbone.calibrate_pool_norm([batch_of(*graphs.values())])

@@ -14,6 +14,7 @@ import torch
 from e3nn import o3
 
 from crystensor.models import build_model, preset
+from crystensor.models.base import graph_inputs
 from crystensor.models.foundation import parity_pair_irreps
 from tests.helpers import random_orthogonal
 from tests.models.graphs import NUM_FEATURES, batch_of, transformed
@@ -24,31 +25,49 @@ MODES = ["frozen", "full"]
 
 
 @pytest.fixture(scope="module")
-def pretrained_model(float64, graphs, toy_backbone):
-    cache = {}
+def pretrained_model(small_model, toy_backbone):
+    """``pretrained_model(arch, target, pooling, mode, interactions, atoms)``: ``small_model``
+    on the toy potential in backbone ``mode``."""
 
     def get(arch, target, pooling, mode="frozen", interactions=1, atoms=False):
-        key = (arch, target, pooling, mode, interactions, atoms)
-        if key not in cache:
-            torch.manual_seed(len(cache))
-            config = preset(
-                arch,
-                "small",
-                num_node_features=NUM_FEATURES,
-                target=target,
-                pooling=pooling,
-                pool_norm=True,
-                backbone="toy",
-                backbone_mode=mode,
-                num_interactions=interactions,
-                atom_embedding=atoms,
-            )
-            model = build_model(config).eval()
-            model.backbone.calibrate_pool_norm([batch_of(*graphs.values())])
-            cache[key] = model
-        return cache[key]
+        return small_model(
+            arch,
+            target,
+            pooling,
+            backbone=toy_backbone,
+            backbone_mode=mode,
+            num_interactions=interactions,
+            atom_embedding=atoms,
+        )
 
     return get
+
+
+def assert_o3_equivariant(model, data, rng, atol=1e-12, relative=False):
+    """A rotation and a reflection (drawn from ``rng``) of ``data`` transform the predicted
+    irreps by their Wigner D matrices, to ``atol`` (with ``relative``: times the largest
+    predicted component, which must not vanish)."""
+    with torch.no_grad():
+        y = model(data)["irreps"]
+    if relative:
+        scale = float(y.abs().max())
+        assert scale > 1e-6
+        atol *= scale
+    for proper in (True, False):
+        rot = random_orthogonal(rng, proper=proper)
+        with torch.no_grad():
+            y_rot = model(transformed(data, rot))["irreps"]
+        d = o3.Irreps(model.kind.irreps).D_from_matrix(torch.tensor(rot))
+        np.testing.assert_allclose(y_rot.numpy(), (y @ d.T).numpy(), atol=atol)
+
+
+def graph_and_edges(model, batch):
+    """The model's inputs of ``batch`` and its edge embedding of them."""
+    g = graph_inputs(batch)
+    edges = model.backbone.edge_embedding(
+        g["pos"], g["cell"], g["edge_index"], g["edge_shift"], g["batch"]
+    )
+    return g, edges
 
 
 class TestPretrainedBackbone(ModelContract):
@@ -73,12 +92,7 @@ def test_every_head_architecture_is_o3_equivariant(arch, interactions, pretraine
     for target in ("piezoelectric", "elastic"):
         model = pretrained_model(arch, target, "mean", interactions=interactions)
         for data in graphs.values():
-            for proper in (True, False):
-                rot = random_orthogonal(rng, proper=proper)
-                with torch.no_grad():
-                    y, y_rot = model(data)["irreps"], model(transformed(data, rot))["irreps"]
-                d = o3.Irreps(model.kind.irreps).D_from_matrix(torch.tensor(rot))
-                np.testing.assert_allclose(y_rot.numpy(), (y @ d.T).numpy(), atol=1e-12)
+            assert_o3_equivariant(model, data, rng)
 
 
 def test_toy_potential_breaks_parity(graphs, float64):
@@ -112,14 +126,8 @@ def test_cached_features_give_the_same_prediction(pretrained_model, graphs):
     """Frozen training reads ``backbone_x`` from the cache instead of running the potential."""
     model = pretrained_model("seconv", "elastic", "mean")
     batch = batch_of(*graphs.values())
-    embedding = model.backbone.embedding
-    from crystensor.models.base import graph_inputs
-
-    g = graph_inputs(batch)
-    edges = model.backbone.edge_embedding(
-        g["pos"], g["cell"], g["edge_index"], g["edge_shift"], g["batch"]
-    )
-    batch.backbone_x = embedding.potential_features(g, edges)
+    g, edges = graph_and_edges(model, batch)
+    batch.backbone_x = model.backbone.embedding.potential_features(g, edges)
     cached = predict(model, batch)
     del batch.backbone_x
     np.testing.assert_allclose(cached, predict(model, batch), rtol=0, atol=1e-13)
@@ -158,15 +166,7 @@ def test_sevennet_model_is_o3_equivariant_in_float32(graphs):
     )
     model = build_model(config).eval()
     for name in ("ZnO", "triclinic"):
-        data = graphs[name]
-        for proper in (True, False):
-            rot = random_orthogonal(rng, proper=proper)
-            with torch.no_grad():
-                y, y_rot = model(data)["irreps"], model(transformed(data, rot))["irreps"]
-            d = o3.Irreps(model.kind.irreps).D_from_matrix(torch.tensor(rot))
-            scale = float(y.abs().max())
-            assert scale > 1e-6
-            np.testing.assert_allclose(y_rot.numpy(), (y @ d.T).numpy(), atol=2e-4 * scale)
+        assert_o3_equivariant(model, graphs[name], rng, atol=2e-4, relative=True)
 
 
 def test_atom_embedding_adds_the_atom_features(pretrained_model, graphs):
@@ -187,12 +187,7 @@ def test_calibration_standardises_the_paired_features(pretrained_model, graphs):
     model.backbone.calibrate_pretrained([batch])
     embedding = model.backbone.embedding
     assert embedding.calibrated
-    from crystensor.models.base import graph_inputs
-
-    g = graph_inputs(batch)
-    edges = model.backbone.edge_embedding(
-        g["pos"], g["cell"], g["edge_index"], g["edge_shift"], g["batch"]
-    )
+    g, edges = graph_and_edges(model, batch)
     pair = (embedding.pair_features(batch, g, edges) - embedding.input_shift) * embedding.input_gain
     offset = 0
     for mul, ir in embedding.irreps_pair:
@@ -203,11 +198,4 @@ def test_calibration_standardises_the_paired_features(pretrained_model, graphs):
         np.testing.assert_allclose(ms[live].numpy(), 1.0, rtol=1e-10)
         if ir == o3.Irrep("0e"):
             np.testing.assert_allclose(block.mean(0).numpy(), 0.0, atol=1e-12)
-    rng = np.random.default_rng(5)
-    data = graphs["triclinic"]
-    for proper in (True, False):
-        rot = random_orthogonal(rng, proper=proper)
-        with torch.no_grad():
-            y, y_rot = model(data)["irreps"], model(transformed(data, rot))["irreps"]
-        d = o3.Irreps(model.kind.irreps).D_from_matrix(torch.tensor(rot))
-        np.testing.assert_allclose(y_rot.numpy(), (y @ d.T).numpy(), atol=1e-12)
+    assert_o3_equivariant(model, graphs["triclinic"], np.random.default_rng(5))

@@ -1,4 +1,4 @@
-"""Tiny graph stores for the training tests, built in code.
+"""Tiny graph stores for the training tests, built in code, and short runs on them.
 
 Each graph is a strained two-atom cell; its target is an equivariant function of the cell (the
 metric tensor ``g = A^T A`` of the lattice vectors as columns, and products of it), so a model
@@ -16,9 +16,14 @@ from pymatgen.core import Lattice, Structure
 from crystensor.data.featurize import featurize
 from crystensor.data.records import Record, write_records
 from crystensor.tensors.kinds import get_property
+from crystensor.train import run
+from crystensor.train.config import TrainConfig
+from crystensor.train.loop import Reporter
 
 SYSTEMS = ("cubic", "tetragonal", "orthorhombic", "triclinic")
 SPECIES = (("Na", "Cl"), ("Mg", "O"), ("Li", "F"), ("K", "Br"))
+# training settings of the short runs
+FAST = dict(batch_size=8, lr=5e-3, patience=0)
 # sixteen chemical systems, for the family split
 MANY_SPECIES = (
     *SPECIES,
@@ -77,6 +82,26 @@ def build_store(path: Path, target: str, n: int, seed: int = 0, species=SPECIES)
     write_records(records_path, records)
     featurize(records_path, target, path, cutoff=4.0)
     return path
+
+
+def train_tiny(store, out, epochs=2, arch="segnn", model=None, **settings) -> run.RunResult:
+    """``run.train`` of the ``small`` preset of ``arch`` on ``store`` for ``epochs`` epochs with
+    the :data:`FAST` settings, updated by ``settings``; ``model``: model overrides."""
+    config = TrainConfig(epochs=epochs, **{**FAST, **settings})
+    return run.train(
+        store, out, arch=arch, preset_name="small", config=config, model_overrides=model
+    )
+
+
+class Interrupt(Reporter):
+    """Ctrl-C after epoch ``after`` (its last.pt is already written)."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+
+    def epoch_end(self, record):
+        if record["epoch"] == self.after:
+            raise KeyboardInterrupt
 
 
 @pytest.fixture(scope="session")

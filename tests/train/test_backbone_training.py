@@ -15,20 +15,14 @@ from crystensor.errors import InputError
 from crystensor.train import run
 from crystensor.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from crystensor.train.config import TrainConfig
-from crystensor.train.loop import Reporter
 from tests.models.toy_potential import ToyPotential
+from tests.train.conftest import Interrupt, train_tiny
 
 
-def _train(store, out, mode="frozen", **overrides):
-    config = TrainConfig(epochs=2, batch_size=8, lr=1e-3, seed=0)
-    return run.train(
-        store,
-        out,
-        arch="seconv",
-        preset_name="small",
-        config=config,
-        model_overrides={"backbone": "toy", "backbone_mode": mode, **overrides},
-    )
+def _train(store, out, mode="frozen"):
+    """Two epochs of the small SEConv on the toy potential in backbone ``mode``."""
+    model = {"backbone": "toy", "backbone_mode": mode}
+    return train_tiny(store, out, arch="seconv", model=model, lr=1e-3)
 
 
 @pytest.mark.slow
@@ -105,17 +99,6 @@ def test_store_with_a_shorter_cutoff_than_the_backbone_is_refused(tiny_stores, t
 POTENTIAL = run.POTENTIAL_PREFIX
 
 
-class _Interrupt(Reporter):
-    """Ctrl-C after epoch ``after`` (its last.pt is already written)."""
-
-    def __init__(self, after: int) -> None:
-        self.after = after
-
-    def epoch_end(self, record):
-        if record["epoch"] == self.after:
-            raise KeyboardInterrupt
-
-
 def _finetune(ckpt, store, out, mode, reporter=None, **settings):
     config = TrainConfig(**{"epochs": 2, "batch_size": 8, "lr": 1e-3, "seed": 0, **settings})
     return run.finetune(ckpt, store, out, config=config, backbone_mode=mode, reporter=reporter)
@@ -173,7 +156,7 @@ def test_frozen_to_full_trains_the_potential_and_resumes_exactly(tiny_stores, tr
     assert groups == {"potential": 2e-4, "backbone": 2e-4, "head": 1e-3}
 
     with pytest.raises(KeyboardInterrupt):
-        _finetune(trained["frozen"], store, tmp_path / "b", "full", _Interrupt(1), backbone_lr=2e-4)
+        _finetune(trained["frozen"], store, tmp_path / "b", "full", Interrupt(1), backbone_lr=2e-4)
     plan = json.loads((tmp_path / "b" / "run.json").read_text())
     assert plan["stages"][0]["backbone_mode"] == "full"
     resumed = run.resume(tmp_path / "b")

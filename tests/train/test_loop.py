@@ -15,34 +15,17 @@ from crystensor.tensors.kinds import get_kind
 from crystensor.train import distributed, run
 from crystensor.train.checkpoint import load_checkpoint
 from crystensor.train.config import TrainConfig
-from crystensor.train.loop import Reporter, evaluate
+from crystensor.train.loop import evaluate
 from crystensor.train.losses import loss_function, target_normalization
-from tests.train.conftest import MANY_SPECIES, build_store
+from tests.train.conftest import FAST, MANY_SPECIES, Interrupt, build_store, train_tiny
 
 pytestmark = pytest.mark.slow
 
-FAST = dict(batch_size=8, lr=5e-3, patience=0)
 CPU = distributed.DistInfo(0, 1, 0, torch.device("cpu"))
 
 
-def _train(store, out, epochs=2, arch="segnn", **kw):
-    config = TrainConfig(epochs=epochs, **{**FAST, **kw})
-    return run.train(store, out, arch=arch, preset_name="small", config=config)
-
-
-class _Interrupt(Reporter):
-    """Ctrl-C after ``after`` epochs (last.pt of that epoch is already written)."""
-
-    def __init__(self, after: int) -> None:
-        self.after = after
-
-    def epoch_end(self, record):
-        if record["epoch"] == self.after:
-            raise KeyboardInterrupt
-
-
 def test_a_run_writes_its_files_and_best_pt_reproduces_its_metrics(tiny_stores, tmp_path):
-    result = _train(tiny_stores["elastic"], tmp_path / "run", epochs=3)
+    result = train_tiny(tiny_stores["elastic"], tmp_path / "run", epochs=3)
     out = tmp_path / "run"
     for name in ("run.json", "best.pt", "last.pt", "metrics.json", "history.json", "train.log"):
         assert (out / name).is_file(), name
@@ -85,14 +68,16 @@ def test_a_run_writes_its_files_and_best_pt_reproduces_its_metrics(tiny_stores, 
 
 
 def test_learning_reduces_the_loss(tiny_stores, tmp_path):
-    result = _train(tiny_stores["dielectric"], tmp_path / "run", epochs=25, lr=1e-2, batch_size=4)
+    result = train_tiny(
+        tiny_stores["dielectric"], tmp_path / "run", epochs=25, lr=1e-2, batch_size=4
+    )
     history = result.final.history
     assert history[-1]["train_loss"] < 0.3 * history[0]["train_loss"]
     assert min(h["val_mae"] for h in history) < 0.5 * history[0]["val_mae"]
 
 
 def test_an_interrupted_run_resumes_exactly(tiny_stores, tmp_path):
-    straight = _train(tiny_stores["piezoelectric"], tmp_path / "a", epochs=4, arch="seconv")
+    straight = train_tiny(tiny_stores["piezoelectric"], tmp_path / "a", epochs=4, arch="seconv")
     with pytest.raises(KeyboardInterrupt):
         run.train(
             tiny_stores["piezoelectric"],
@@ -100,7 +85,7 @@ def test_an_interrupted_run_resumes_exactly(tiny_stores, tmp_path):
             arch="seconv",
             preset_name="small",
             config=TrainConfig(epochs=4, **FAST),
-            reporter=_Interrupt(after=2),
+            reporter=Interrupt(after=2),
         )
     assert not (tmp_path / "b" / "metrics.json").exists()
     resumed = run.resume(tmp_path / "b")
@@ -139,7 +124,7 @@ def test_scalar_pretraining_then_tensor_training(tiny_stores, tmp_path):
 
 
 def test_pretraining_from_a_checkpoint_and_finetuning(tiny_stores, tmp_path):
-    _train(tiny_stores["band-gap"], tmp_path / "scalar", epochs=1)
+    train_tiny(tiny_stores["band-gap"], tmp_path / "scalar", epochs=1)
     ckpt = tmp_path / "scalar" / "best.pt"
     result = run.train(
         tiny_stores["dielectric"],
@@ -172,7 +157,7 @@ def test_pretraining_from_a_checkpoint_and_finetuning(tiny_stores, tmp_path):
 
 
 def test_finetuning_on_the_same_target_keeps_the_head(tiny_stores, tmp_path):
-    _train(tiny_stores["dielectric"], tmp_path / "a", epochs=1)
+    train_tiny(tiny_stores["dielectric"], tmp_path / "a", epochs=1)
     ckpt = load_checkpoint(tmp_path / "a" / "best.pt")
     model = run._transfer(tmp_path / "a" / "best.pt", GraphStore(tiny_stores["dielectric"]), "t")
     for key, value in model.state_dict().items():
@@ -180,7 +165,7 @@ def test_finetuning_on_the_same_target_keeps_the_head(tiny_stores, tmp_path):
 
 
 def test_cartesian_loss_and_early_stopping(tiny_stores, tmp_path):
-    result = _train(
+    result = train_tiny(
         tiny_stores["dielectric"],
         tmp_path / "run",
         epochs=5,
@@ -256,20 +241,22 @@ def test_the_sign_agnostic_loss_ignores_each_structures_sign(space, function):
 
 
 def test_a_sign_agnostic_run_stops_on_the_sign_agnostic_validation_mae(tiny_stores, tmp_path):
-    result = _train(tiny_stores["piezoelectric"], tmp_path / "run", epochs=2, sign_agnostic=True)
+    result = train_tiny(
+        tiny_stores["piezoelectric"], tmp_path / "run", epochs=2, sign_agnostic=True
+    )
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     free, signed = metrics["val"]["sign_agnostic"], metrics["val"]
     assert free["frobenius_mae"] <= signed["frobenius_mae"]  # each sign chosen by Frobenius
     best = min(h["val_mae"] for h in result.final.history)
     assert best == pytest.approx(metrics["val"]["sign_agnostic"]["mae"], rel=1e-5)
     with pytest.raises(InputError, match="odd-rank"):
-        _train(tiny_stores["elastic"], tmp_path / "el", epochs=1, sign_agnostic=True)
+        train_tiny(tiny_stores["elastic"], tmp_path / "el", epochs=1, sign_agnostic=True)
 
 
 def test_bad_runs_are_refused_with_a_clear_message(tiny_stores, tmp_path):
-    _train(tiny_stores["dielectric"], tmp_path / "run", epochs=1)
+    train_tiny(tiny_stores["dielectric"], tmp_path / "run", epochs=1)
     with pytest.raises(InputError, match=r"already holds a run.*--resume"):
-        _train(tiny_stores["dielectric"], tmp_path / "run", epochs=1)
+        train_tiny(tiny_stores["dielectric"], tmp_path / "run", epochs=1)
     with pytest.raises(InputError, match="holds no run"):
         run.resume(tmp_path / "nothing")
     with pytest.raises(InputError, match="needs --pretrain-data"):
@@ -318,7 +305,7 @@ def test_pool_norm_is_calibrated_and_on_by_default_for_piezoelectric_targets_onl
 def test_a_transferred_backbone_gets_calibrated_gains_for_a_new_piezoelectric_head(
     tiny_stores, tmp_path
 ):
-    _train(tiny_stores["dielectric"], tmp_path / "di", epochs=1)  # no gains (even target)
+    train_tiny(tiny_stores["dielectric"], tmp_path / "di", epochs=1)  # no gains (even target)
     source = load_checkpoint(tmp_path / "di" / "best.pt")
     assert "backbone.pool_gain" not in source.state_dict and not source.config["pool_norm"]
     model = run._transfer(
@@ -379,7 +366,7 @@ def test_a_family_split_run_keeps_chemical_systems_apart_and_resumes_with_it(
             config=TrainConfig(epochs=2, **FAST),
             split="family",
             split_seed=1,
-            reporter=_Interrupt(after=1),
+            reporter=Interrupt(after=1),
         )
     plan = json.loads((tmp_path / "run" / "run.json").read_text())
     assert plan["stages"][-1]["split"] == {"method": "family", "seed": 1}
