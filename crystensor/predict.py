@@ -864,7 +864,7 @@ def _finish(result: Prediction, raw: np.ndarray, job: _Job) -> None:
 def _symmetrize_and_derive(result: Prediction, raw: np.ndarray, job: _Job) -> None:
     from crystensor.tensors import symmetry
     from crystensor.tensors.analysis import derived_properties
-    from crystensor.tensors.physical import make_physical
+    from crystensor.tensors.physical import make_physical, shift_to_floor
 
     if not np.all(np.isfinite(raw)):
         result.error = "the model produced non-finite values for this structure"
@@ -886,7 +886,8 @@ def _symmetrize_and_derive(result: Prediction, raw: np.ndarray, job: _Job) -> No
         result.adjustment = adjustment.as_dict()
         if adjustment.changed and job.symmetrize:  # exact zeros again (eigh rounds them)
             valid = symmetry.project_to_point_group(valid, group)
-        result.valid = _exact_index_symmetry(valid, kind)
+        # the projection may undo the floor by a rounding error: lift isotropically
+        result.valid = shift_to_floor(_exact_index_symmetry(valid, kind), kind)
         if adjustment.changed:
             result.warnings.append(_adjustment_warning(adjustment, kind, job.physical))
     result.point_group = group.symbol

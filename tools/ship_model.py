@@ -93,6 +93,9 @@ def _store_facts(path: Path, split: dict[str, list[str]]) -> dict[str, Any]:
         node_offsets = f["node_offsets"][:]
         numbers = f["atomic_numbers"][:]
         norms = np.linalg.norm(f["target_cartesian"][:].reshape(len(ids), -1), axis=1)[rows]
+        test = np.array([i in set(split.get("test", ())) for i in ids])
+        kind = str(attrs["kind"])
+        cartesian = f["target_cartesian"][:][test]
         elements = {
             int(z)
             for g in np.flatnonzero(rows)
@@ -108,7 +111,21 @@ def _store_facts(path: Path, split: dict[str, list[str]]) -> dict[str, Any]:
         else [float(x) for x in attrs["split_fractions"]],
         "elements": sorted(elements),
         "norm_percentiles": [float(np.percentile(norms, q)) for q in (5, 50, 95, 100)],
+        # what predicting the all-zero tensor scores on the test split (mean |Voigt component|)
+        "zero_mae": _zero_mae(cartesian, kind) if len(cartesian) else None,
     }
+
+
+def _zero_mae(cartesian: Any, kind: str) -> float:
+    """Mean absolute Voigt component of the test tensors: the MAE of predicting zero."""
+    import numpy as np
+
+    from crystensor.tensors.kinds import get_kind
+
+    tensor_kind = get_kind(kind)
+    if tensor_kind.rank == 0:
+        return float(np.abs(cartesian).mean())
+    return float(np.mean([np.abs(tensor_kind.to_voigt(t)).mean() for t in cartesian]))
 
 
 def _voigt_table(metrics: dict[str, Any]) -> list[str]:
@@ -118,6 +135,76 @@ def _voigt_table(metrics: dict[str, Any]) -> list[str]:
     for row, values in zip(labels["rows"], metrics["component_mae"], strict=True):
         lines.append(f"| **{row}** | " + " | ".join(_num(v, 3) for v in values) + " |")
     return lines
+
+
+def limits_section(checkpoint: Any, caveat: str | None, zero_mae: float | None) -> list[str]:
+    """The card's "Limits" and "Warnings" sections: what a user must know, in plain words."""
+    from crystensor import domain
+    from crystensor.tensors.physical import floor_of
+
+    test = checkpoint.metrics["test"]
+    units = test["units"]
+    u = f" {units}" if units else ""
+    lines = ["## Limits", *([f"- **Caveat:** {caveat}"] if caveat else [])]
+    if zero_mae:
+        free = test.get("sign_agnostic")
+        mae = free["mae"] if free else test["mae"]
+        how = " (sign-agnostic)" if free else ""
+        lines.append(
+            f"- **In plain words:** on held-out test materials a Voigt component is off by "
+            f"{mae:.3g}{u} on average{how}; predicting the all-zero tensor would be off by "
+            f"{zero_mae:.3g}{u}, so the model removes {100 * (1 - mae / zero_mae):.0f} % of that "
+            "error."
+        )
+    lines += [
+        "- Trained on DFT (PBE) tensors of relaxed, ordered Materials Project structures; "
+        "structures far from these (other elements, disordered, strained, slabs, molecules) "
+        "are extrapolation: see the warnings below.",
+        "- The prediction is projected onto the structure's point group by default "
+        "(`--no-symmetrize` shows the raw output, `--raw` the network's output untouched).",
+    ]
+    kind = checkpoint.kind
+    floor = floor_of(kind)
+    if floor is not None:
+        what = (
+            f"positive definite: Kelvin moduli (eigenvalues of the Mandel matrix) >= {floor:g} GPa"
+            if kind.name == "elastic"
+            else f"eigenvalues >= {floor:g}"
+        )
+        lines.append(
+            f"- The reported tensor is the nearest physically valid one ({what}); a structure "
+            "whose network output needed this gets the `not-physical` warning with the size of "
+            "the change (`--no-physical` reports the tensor uncorrected)."
+        )
+    features = (checkpoint.domain or {}).get("features")
+    elements = (checkpoint.domain or {}).get("elements")
+    lines += [
+        "",
+        "## Warnings",
+        "Each prediction lists the reasons to trust it less (table: a yellow line; JSON: "
+        "`warnings`; CSV: the `warnings` column):",
+        "",
+        f"- `unseen-element`: an element in none of the {len(elements or [])} elements of the "
+        "training structures.",
+        f"- `short-distance`: two atoms closer than {domain.SHORT_FRACTION} of the sum of their "
+        f"covalent radii (no training structure is); below {domain.MIN_DISTANCE} Å the "
+        "structure is refused as overlapping atoms.",
+        f"- `vacuum-gap`: an empty slab of at least {domain.VACUUM_GAP:g} Å along a lattice "
+        "direction: a slab, wire or isolated molecule rather than a bulk crystal.",
+    ]
+    if features:
+        lines.append(
+            "- `far-from-training`: the model's pooled features of the structure are farther "
+            f"from every training structure than {100 * features['quantile']:.0f} % of its "
+            f"{features.get('calibrated_on', 'test')} materials (RMS distance per standardised "
+            f"channel above {features['threshold']:.3g}). Measured on the test split, this flag "
+            "is a weak sign of a larger error (RESULTS.md)."
+        )
+    if floor is not None:
+        lines.append("- `not-physical`: see above.")
+    if caveat:
+        lines.append("- `model-caveat`: the caveat above, repeated in every result.")
+    return [*lines, ""]
 
 
 def model_card(
@@ -219,14 +306,7 @@ def model_card(
     cites = sorted({ORIGINS[s["file"]][1] for s in facts["sources"] if s["file"] in ORIGINS})
     lines += [
         "",
-        "## Limits",
-        *([f"- **Caveat:** {caveat}"] if caveat else []),
-        "- Trained on DFT (PBE) tensors of relaxed, ordered Materials Project structures; "
-        "structures far from these (other elements, disordered, strained, molecules) are "
-        "extrapolation.",
-        "- The prediction is projected onto the structure's point group by default "
-        "(`--no-symmetrize` shows the raw output).",
-        "",
+        *limits_section(checkpoint, caveat, facts.get("zero_mae")),
         "## Citation",
         "Materials Project (Jain et al. 2013, APL Mater. 1:011002); "
         + "; ".join(c for c in cites)
@@ -267,7 +347,9 @@ def add_domain(checkpoint: Any, store_path: Path) -> None:
 
 
 def refresh_domain(target: str, store_path: Path, out: Path) -> int:
-    """Add ``domain`` to an already shipped model, keeping everything else of it."""
+    """Add ``domain`` to an already shipped model and rewrite its card's Limits and Warnings
+    sections, keeping everything else of both."""
+    from crystensor.io.atomic import atomic_open
     from crystensor.train.checkpoint import load_checkpoint, save_checkpoint
 
     path = out / f"{target}.pt"
@@ -275,6 +357,13 @@ def refresh_domain(target: str, store_path: Path, out: Path) -> int:
     add_domain(checkpoint, store_path)
     saved = checkpoint.meta.get("saved")
     save_checkpoint(checkpoint, path)
+    card = (out / f"{target}.md").read_text()
+    head, _, rest = card.partition("## Limits")
+    _, _, tail = rest.partition("## Citation")
+    zero = _store_facts(store_path, checkpoint.split)["zero_mae"]
+    section = "\n".join(limits_section(checkpoint, checkpoint.meta.get("caveat"), zero))
+    with atomic_open(out / f"{target}.md", "w") as fh:
+        fh.write(f"{head}{section}\n## Citation{tail}")
     threshold = checkpoint.domain.get("features", {}).get("threshold")
     print(
         f"{path}: {len(checkpoint.domain['elements'])} training elements, feature threshold "

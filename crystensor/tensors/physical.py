@@ -32,7 +32,14 @@ import numpy as np
 
 from crystensor.tensors.kinds import TensorKind
 
-__all__ = ["DIELECTRIC_FLOOR", "ELASTIC_FLOOR", "Adjustment", "floor_of", "make_physical"]
+__all__ = [
+    "DIELECTRIC_FLOOR",
+    "ELASTIC_FLOOR",
+    "Adjustment",
+    "floor_of",
+    "make_physical",
+    "shift_to_floor",
+]
 
 #: Smallest Kelvin modulus (eigenvalue of the Mandel matrix) an elastic prediction keeps, GPa.
 #: Low enough to leave every tensor of the training data untouched (their smallest Kelvin
@@ -143,3 +150,34 @@ def make_physical(
     change = float(np.linalg.norm(out - t))
     relative = change / norm if norm else change
     return out, Adjustment(changed, quantity, float(floor), smallest, relative if changed else 0.0)
+
+
+def _smallest(tensor: np.ndarray, kind: TensorKind) -> float:
+    if kind.name == "elastic":
+        matrix = _MANDEL[:, None] * kind.to_voigt(tensor) * _MANDEL[None, :]
+    else:
+        matrix = tensor
+    return float(np.linalg.eigvalsh(0.5 * (matrix + matrix.T))[0])
+
+
+def shift_to_floor(tensor: np.ndarray, kind: TensorKind, floor: float | None = None) -> np.ndarray:
+    """``tensor`` plus the smallest isotropic tensor that lifts its eigenvalues to the floor.
+
+    After :func:`make_physical`, a projection onto a point group whose operations are known
+    only to the symmetry tolerance can push the smallest eigenvalue a rounding error below the
+    floor (seen: 1e-8 GPa). Adding ``s * I`` (the identity on symmetric strains, or on vectors)
+    raises every eigenvalue by ``s`` and keeps every symmetry, zero and equality of the tensor,
+    since the identity is invariant under all rotations and reflections. Returns ``tensor``
+    itself when nothing is below the floor (or the kind has none).
+    """
+    if floor is None:
+        floor = floor_of(kind)
+    if floor is None:
+        return tensor
+    shift = floor - _smallest(tensor, kind)
+    if shift <= 0.0:
+        return tensor
+    shift = shift * (1.0 + 1e-9) + np.finfo(float).eps * max(1.0, abs(floor))
+    if kind.name == "elastic":
+        return tensor + shift * kind.from_voigt(np.diag([1.0, 1.0, 1.0, 0.5, 0.5, 0.5]))
+    return tensor + shift * np.eye(3)

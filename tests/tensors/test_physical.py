@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from crystensor.tensors.kinds import get_kind
-from crystensor.tensors.physical import DIELECTRIC_FLOOR, ELASTIC_FLOOR, make_physical
+from crystensor.tensors.physical import (
+    DIELECTRIC_FLOOR,
+    ELASTIC_FLOOR,
+    make_physical,
+    shift_to_floor,
+)
 from crystensor.tensors.symmetry import point_group_from_symbol, project_to_point_group
 from tests.helpers import random_orthogonal, rotate
 
@@ -115,3 +120,19 @@ def test_bad_input_raises():
         make_physical(np.eye(6), ELASTIC)
     with pytest.raises(ValueError, match="non-finite"):
         make_physical(np.full((3, 3), np.nan), DIELECTRIC)
+
+
+def test_shift_to_floor_keeps_symmetry_and_reaches_the_floor(rng):
+    group = point_group_from_symbol("m-3m")
+    c = project_to_point_group(unstable_elastic(rng), group)
+    out = project_to_point_group(make_physical(c, ELASTIC)[0], group)  # exact equalities
+    nudged = out - 1e-8 * ELASTIC.from_voigt(np.diag([1.0, 1.0, 1.0, 0.5, 0.5, 0.5]))
+    assert kelvin(nudged)[0] < ELASTIC_FLOOR
+    lifted = shift_to_floor(nudged, ELASTIC)
+    assert kelvin(lifted)[0] >= ELASTIC_FLOOR
+    np.testing.assert_allclose(lifted, nudged, atol=1e-7)
+    v = ELASTIC.to_voigt(lifted)
+    assert v[0, 0] == v[1, 1] == v[2, 2] and v[3, 3] == v[4, 4] == v[5, 5] and v[0, 3] == 0.0
+    eps = np.diag([0.999999, 2.0, 2.0])
+    assert np.linalg.eigvalsh(shift_to_floor(eps, DIELECTRIC))[0] >= DIELECTRIC_FLOOR
+    assert shift_to_floor(lifted, ELASTIC) is lifted
