@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from crystensor.cli.common import console, emit_json, err_console, guarded
 from crystensor.cli.options import AngleTolerance, JsonFlag, OutputFile, SymPrec
 from crystensor.cli.render import fmt_number, properties_table, voigt_table
+from crystensor.errors import InputError
+
+if TYPE_CHECKING:
+    from crystensor.io.tensors import TensorInput
 
 KIND_HELP = "Tensor kind (dielectric, piezoelectric, elastic); inferred from the shape if omitted."
 ASYMMETRY_WARN = 1e-8
@@ -36,9 +40,25 @@ def decompose(
             "-s",
             help=(
                 "Crystal structure (POSCAR, CIF, ...) in whose Cartesian frame the tensor is "
-                "given: adds the point group, the symmetry violation and the projected tensor."
+                "given: adds the point group, the symmetry violation and the projected tensor; "
+                "for an elastic tensor also the density, sound velocities, Debye temperature, "
+                "Young's modulus along a, b, c and the Born conditions of its crystal system."
             ),
             dir_okay=False,
+        ),
+    ] = None,
+    elastic: Annotated[
+        Path | None,
+        typer.Option(
+            "--elastic",
+            help=(
+                "Elastic stiffness (GPa, same Cartesian frame) for a piezoelectric tensor, in "
+                "any layout TENSOR_FILE accepts (e.g. a 6x6 JSON list or the JSON of 'crystensor "
+                "predict -t elastic'): adds the strain constants d = e S (pC/N) and their "
+                "maximum longitudinal coefficient dij_max."
+            ),
+            dir_okay=False,
+            show_default=False,
         ),
     ] = None,
     symprec: SymPrec = 0.01,
@@ -52,13 +72,27 @@ def decompose(
     sub-tensors (Young-symmetrised parts, traces, epsilon contractions) with their J_z and real
     spherical-harmonic components, the reconstruction error, derived properties, and with
     --structure the point group, the symmetry violation and the tensor projected onto it.
-    Exit code 2 on bad input.
+
+    Derived properties: elastic — K, G (Voigt, Reuss, Hill), Young's modulus (Hill, along the
+    axes, min and max over directions), Poisson and Pugh ratios, anisotropy, compliance
+    (1/TPa), Born stability with its conditions; dielectric — eigenvalues, axes, average and
+    the refractive index (left out when the file says its target is the static 'dielectric');
+    piezoelectric — eij_max and, with --elastic, d = e S. Exit code 2 on bad input.
     """
     from crystensor.io.structures import read_structure
     from crystensor.io.tensors import read_tensor_file
     from crystensor.tensors.analysis import analyse_tensor
 
     inputs = read_tensor_file(tensor_file, kind)
+    stiffness = None
+    if elastic is not None:
+        stiffness = _read_elastic(elastic)
+        for item in inputs:
+            if item.kind.name != "piezoelectric":
+                raise InputError(
+                    f"--elastic is for piezoelectric tensors (d = e S), but {item.label} is a "
+                    f"{item.kind.name} tensor; drop --elastic or give a piezoelectric tensor"
+                )
     crystal = read_structure(structure) if structure is not None else None
     results = []
     for item in inputs:
@@ -68,18 +102,69 @@ def decompose(
             structure=crystal,
             symprec=symprec,
             angle_tolerance=angle_tolerance,
+            target=_target_of(item),
+            elastic=None if stiffness is None else stiffness.tensor,
         )
-        results.append({"label": item.label, "source_format": item.source_format, **analysis})
-        if item.units is not None and item.units != item.kind.units:
-            err_console.print(
-                f"[yellow]note:[/] {item.label} states units {item.units!r}; crystensor reports "
-                f"{item.kind.name} tensors in {item.kind.units or 'unitless'} and does not convert."
-            )
+        result = {"label": item.label, "source_format": item.source_format, **analysis}
+        if stiffness is not None:
+            result["elastic_source"] = stiffness.label
+        results.append(result)
+        _note_units(item)
     data: Any = results[0] if len(results) == 1 else {"results": results}
     emit_json(data, output, print_to_stdout=as_json)
     if not as_json:
         for result in results:
             _render(result)
+
+
+def _note_units(item: TensorInput) -> None:
+    if item.units is not None and item.units != item.kind.units:
+        err_console.print(
+            f"[yellow]note:[/] {item.label} states units {item.units!r}; crystensor reports "
+            f"{item.kind.name} tensors in {item.kind.units or 'unitless'} and does not convert."
+        )
+
+
+def _read_elastic(path: Path) -> TensorInput:
+    """The one elastic tensor of the ``--elastic`` file, or an InputError naming the problem."""
+    from crystensor.io.tensors import read_tensor_file
+
+    try:
+        inputs = read_tensor_file(path)
+    except InputError as err:
+        raise InputError(f"--elastic: {err}") from None
+    if len(inputs) != 1:
+        raise InputError(
+            f"--elastic: {path.name} holds {len(inputs)} tensors; give a file with one elastic "
+            "tensor"
+        )
+    item = inputs[0]
+    if item.kind.name != "elastic":
+        raise InputError(
+            f"--elastic: {item.label} is a {item.kind.name} tensor, not an elastic stiffness "
+            "(6x6 Voigt or 3x3x3x3, GPa)"
+        )
+    _note_units(item)
+    return item
+
+
+def _target_of(item: TensorInput) -> str | None:
+    """The target a file names for its tensor (e.g. 'dielectric' vs 'dielectric-electronic')."""
+    from crystensor.tensors.kinds import get_property
+
+    target = item.meta.get("target")
+    if target is None:
+        return None
+    try:
+        prop = get_property(str(target))
+    except ValueError as err:
+        raise InputError(f"{item.label}: {err}") from None
+    if prop.kind != item.kind.name:
+        raise InputError(
+            f"{item.label}: the file's target {prop.name!r} holds {prop.kind} tensors, but the "
+            f"tensor is read as {item.kind.name}"
+        )
+    return prop.name
 
 
 def _render(result: dict[str, Any]) -> None:
@@ -122,7 +207,10 @@ def _render(result: dict[str, Any]) -> None:
         f"explicit {err['explicit']:.2e}"
     )
     if result["properties"]:
-        console.print(properties_table(result["properties"], "Derived properties"))
+        title = "Derived properties"
+        if "elastic_source" in result:
+            title += f" (d = e S with the elastic tensor of {result['elastic_source']})"
+        console.print(properties_table(result["properties"], title))
     if "symmetry" in result:
         _render_symmetry(kind, result["symmetry"])
 

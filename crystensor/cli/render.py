@@ -38,8 +38,27 @@ def voigt_table(kind: Any, voigt: list, title: str) -> Table:
     return table
 
 
+def _value_text(value: Any) -> str:
+    """One property value as text: matrices one row per line, vectors in a row."""
+    if isinstance(value, list):
+        if value and all(isinstance(v, list) for v in value):
+            return "\n".join(_value_text(row) for row in value)
+        return "  ".join(_value_text(v) for v in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "n/a"
+    if isinstance(value, float | int):
+        return fmt_number(value)
+    return str(value)
+
+
 def properties_table(props: dict[str, Any], title: str) -> Table:
-    """Derived properties (``as_dict()`` of :mod:`crystensor.tensors.properties`) with units."""
+    """Derived properties (``as_dict()`` of :mod:`crystensor.tensors.properties`) with units.
+
+    Scalars and vectors take one row; a matrix (e.g. the compliance) one line per row; a
+    dictionary (e.g. the Born stability conditions) one indented row per entry.
+    """
     from rich.table import Table
 
     units = props.get("units", {})
@@ -50,21 +69,12 @@ def properties_table(props: dict[str, Any], title: str) -> Table:
     for key, value in props.items():
         if key == "units":
             continue
-        if isinstance(value, list):
-            text = "  ".join(
-                fmt_number(v)
-                if not isinstance(v, list)
-                else "(" + " ".join(fmt_number(x) for x in v) + ")"
-                for v in value
-            )
-        elif isinstance(value, bool):
-            text = "yes" if value else "no"
-        elif value is None:
-            text = "n/a"
-        elif isinstance(value, float | int):
-            text = fmt_number(value)
-        else:
-            text = str(value)
         unit = units.get(key, "")
-        table.add_row(key, text, "" if unit == "1" else unit)
+        unit = "" if unit == "1" else unit
+        if isinstance(value, dict):
+            table.add_row(key, "", unit)
+            for name, item in value.items():
+                table.add_row(f"  {name}", _value_text(item), "")
+        else:
+            table.add_row(key, _value_text(value), unit)
     return table

@@ -2,16 +2,23 @@
 
 Each function takes one tensor, either as a full Cartesian array or in Voigt form (the
 convention of :mod:`crystensor.tensors.voigt`: order xx, yy, zz, yz, xz, xy, no factors of 2),
-and returns a frozen dataclass of rotation-invariant quantities with an ``as_dict()`` for JSON:
+and returns a frozen dataclass with an ``as_dict()`` for JSON:
 
-- :func:`elastic_properties`: Voigt, Reuss and Hill bulk and shear moduli, Young's modulus,
-  Poisson's ratio, universal anisotropy, eigenvalues and Born stability (GPa);
+- :func:`elastic_properties`: Voigt, Reuss and Hill bulk and shear moduli, Young's modulus
+  (Hill, along axes, and its extremes over all directions), Poisson's and Pugh's ratios,
+  universal anisotropy, compliance, eigenvalues, Born stability with the per-crystal-system
+  conditions, and with a structure the sound velocities and Debye temperature;
 - :func:`dielectric_properties`: principal values and axes, polycrystalline average,
-  refractive index;
+  refractive index (of the electronic tensor);
 - :func:`piezoelectric_properties`: the maximum longitudinal piezoelectric coefficient and
-  its direction (C/m^2).
+  its direction (C/m^2), and with an elastic tensor the strain constants d = e S (pC/N)
+  (:func:`piezoelectric_strain_constants`) and their maximum longitudinal coefficient;
+- :func:`born_stability_criteria`: the Mouhat & Coudert conditions of one crystal system.
 
-Only numpy and scipy are used; the elastic formulas reproduce pymatgen's ``ElasticTensor``.
+Only numpy and scipy are used: the elastic quantities that pymatgen's ``ElasticTensor`` also
+computes (moduli, compliance, sound velocities, Debye temperature) follow its formulas and
+constants exactly, and the tests check them against pymatgen, without its per-call overhead
+(unit conversions, object construction) on the ``crystensor predict`` path.
 """
 
 from __future__ import annotations
@@ -19,19 +26,27 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import Any, ClassVar
+from itertools import combinations_with_replacement, permutations
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from crystensor.tensors.voigt import from_voigt, to_voigt
 
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
 __all__ = [
+    "CRYSTAL_SYSTEMS",
     "DielectricProperties",
     "ElasticProperties",
     "PiezoelectricProperties",
+    "born_stability_criteria",
     "dielectric_properties",
+    "directional_youngs_modulus",
     "elastic_properties",
     "piezoelectric_properties",
+    "piezoelectric_strain_constants",
 ]
 
 logger = logging.getLogger(__name__)
@@ -42,22 +57,59 @@ _ASYMMETRY_WARN = 1e-2
 # Mandel (Kelvin) scaling of the Voigt indices: D C_voigt D is the matrix of C in an
 # orthonormal basis of symmetric 3x3 tensors.
 _MANDEL = np.array([1.0, 1.0, 1.0, np.sqrt(2.0), np.sqrt(2.0), np.sqrt(2.0)])
-# Points of the Fibonacci grid used to bracket the maximum longitudinal piezoelectric
-# coefficient before the local refinement; mean spacing ~3.2 degrees.
+# Points of the Fibonacci grid used to bracket the maximum of a form on the sphere (longitudinal
+# piezoelectric coefficient, directional compliance) before the local refinement; mean
+# spacing ~3.2 degrees.
 _N_SPHERE = 4000
 # Upper bound of the grid's covering radius (largest angle from any direction to its nearest
 # grid point, measured ~2.69 / sqrt(N)), radians.
 _COVERING = 3.0 / np.sqrt(_N_SPHERE)
-# At most this many grid candidates are refined with scipy.optimize.
+# At most this many grid candidates are refined.
 _MAX_STARTS = 8
+# Newton iterations of the refinement (it converges in ~5 from a grid point).
+_MAX_NEWTON = 30
+_NEXT, _PREV = np.array([1, 2, 0]), np.array([2, 0, 1])
+# Engineering factor of each Voigt index: the Voigt compliance (and strain) carry a 2 per shear
+# index, S_IJ = f_I f_J S_ijkl.
+_ENGINEERING = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
+#: Crystal systems understood by :func:`born_stability_criteria` ("rhombohedral" is read as
+#: "trigonal").
+CRYSTAL_SYSTEMS: tuple[str, ...] = (
+    "cubic",
+    "hexagonal",
+    "tetragonal",
+    "trigonal",
+    "orthorhombic",
+    "monoclinic",
+    "triclinic",
+)
+# The Laue class whose elastic tensors have the general form of each system in its standard
+# setting (principal axis along z; orthorhombic and cubic axes along x, y, z): 4/m, -3 and 6/m
+# rather than 4/mmm, -3m, 6/mmm, so that any rotation about z keeps the form.
+_LAUE_CLASS = {
+    "cubic": "m-3",
+    "hexagonal": "6/m",
+    "tetragonal": "4/m",
+    "trigonal": "-3",
+    "orthorhombic": "mmm",
+}
+# A stiffness has a system's form when projecting it onto _LAUE_CLASS changes no Voigt entry by
+# more than this fraction of the largest one (fetch's default consistency tolerance).
+_FORM_TOLERANCE = 0.05
+# Below this relative change the given frame is taken as the standard setting at once.
+_EXACT_FORM = 1e-9
+# |C16| (tetragonal) or |C15| (trigonal) at most this fraction of max |C|: class I conditions.
+_CLASS_I_TOLERANCE = 1e-9
 
 
 def _json_value(value: Any) -> Any:
     """Convert a field value to plain JSON types (non-finite floats become None)."""
     if isinstance(value, np.ndarray):
         return [_json_value(v) for v in value.tolist()]
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (float, np.floating)):
@@ -73,13 +125,16 @@ class _AsDict:
     def as_dict(self) -> dict[str, Any]:
         """Plain-JSON dictionary of the fields, with a ``"units"`` entry.
 
-        Arrays become nested lists and non-finite floats (nan, inf) become ``None`` so that
-        ``json.dumps`` writes strict JSON. ``"units"`` maps each field name to its unit
+        Arrays become nested lists, dictionaries stay dictionaries, and non-finite floats
+        (nan, inf) become ``None`` so that ``json.dumps`` writes strict JSON. A field whose
+        value is ``None`` does not apply to this input (e.g. sound velocities without a
+        structure) and is left out. ``"units"`` maps each field name present to its unit
         (``"1"`` for dimensionless quantities).
         """
-        names = [f.name for f in fields(self)]  # type: ignore[arg-type]
+        present = (f.name for f in fields(self))  # type: ignore[arg-type]
+        names = [name for name in present if getattr(self, name) is not None]
         out: dict[str, Any] = {name: _json_value(getattr(self, name)) for name in names}
-        out["units"] = dict(self.UNITS)
+        out["units"] = {name: self.UNITS[name] for name in names}
         return out
 
 
@@ -125,13 +180,181 @@ def _warn_if_asymmetric(matrix: np.ndarray, what: str, consequence: str) -> None
 
 
 # --------------------------------------------------------------------------------------------
+# Extremes of a form on the unit sphere
+# --------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _sphere_grid() -> tuple[np.ndarray, np.ndarray]:
+    """Fibonacci grid on the unit sphere ``(N, 3)`` and its cubic monomials ``(N, 27)``."""
+    i = np.arange(_N_SPHERE) + 0.5
+    polar = np.arccos(1.0 - 2.0 * i / _N_SPHERE)
+    azimuth = np.pi * (1.0 + np.sqrt(5.0)) * i
+    u = np.stack(
+        [np.cos(azimuth) * np.sin(polar), np.sin(azimuth) * np.sin(polar), np.cos(polar)], axis=1
+    )
+    cubes = np.einsum("ni,nj,nk->nijk", u, u, u).reshape(_N_SPHERE, 27)
+    u.flags.writeable = False
+    cubes.flags.writeable = False
+    return u, cubes
+
+
+@lru_cache(maxsize=2)
+def _sphere_monomials(rank: int) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray]:
+    """The distinct monomials of degree ``rank`` on the grid of :func:`_sphere_grid`.
+
+    Returns ``(monomials (N, m), index, counts (m,))``: for a fully symmetric tensor t,
+    ``t(u, ..., u) = monomials @ (t[index] * counts)`` (m = 10 for rank 3, 15 for rank 4).
+    """
+    u, _ = _sphere_grid()
+    combos = np.array(list(combinations_with_replacement(range(3), rank)))  # (m, rank)
+    monomials = np.prod(u[:, combos], axis=2)  # (N, m)
+    counts = np.array([len(set(permutations(c))) for c in combos.tolist()], dtype=np.float64)
+    monomials.flags.writeable = False
+    return monomials, tuple(combos.T), counts
+
+
+def _symmetrize(t: np.ndarray) -> np.ndarray:
+    """Average of a tensor over all permutations of its indices (its fully symmetric part)."""
+    perms = list(permutations(range(t.ndim)))
+    return sum(np.transpose(t, p) for p in perms) / len(perms)
+
+
+def _contract_batch(t: np.ndarray, u: np.ndarray, n: int) -> np.ndarray:
+    """``t_k(., ..., u_k, ..., u_k)`` for stacked tensors ``t`` (k, 3, ..., 3) and vectors ``u``
+    (k, 3): the last ``n`` indices contracted; shape ``(k, 3, ..., 3)`` of rank ``t.ndim-1-n``."""
+    for _ in range(n):
+        t = np.einsum("k...i,ki->k...", t, u)
+    return t
+
+
+def _tangent_bases(u: np.ndarray) -> np.ndarray:
+    """Orthonormal bases ``(k, 3, 2)`` of the tangent planes at the unit vectors ``u`` (k, 3)."""
+    axis = np.eye(3)[np.abs(u).argmin(axis=1)]  # the coordinate axis least parallel to u
+    b1 = _cross(u, axis)
+    b1 /= np.sqrt(np.einsum("ki,ki->k", b1, b1))[:, None]
+    return np.stack([b1, _cross(u, b1)], axis=2)
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cross product of ``(k, 3)`` arrays (np.cross costs more in its checks)."""
+    return a[:, _NEXT] * b[:, _PREV] - a[:, _PREV] * b[:, _NEXT]
+
+
+def _refine(t: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Local maxima of f_k(u) = t_k(u, ..., u) on the sphere from ``starts`` (``(k, 3)``).
+
+    ``t`` stacks one fully symmetric tensor of rank p per start, ``(k, 3, ..., 3)``, each
+    scaled to max |t_k| = 1. Riemannian Newton iteration, all starts at once: in the tangent
+    plane at u (basis B) the gradient is p B^T t(u^{p-1}) and the Hessian
+    B^T [p(p-1) t(u^{p-2})] B - p f I; its eigenvalues are capped below zero (so that every
+    step ascends, also along the flat directions of a ring of maxima, as for a transversely
+    isotropic tensor), the step is limited to 0.2 rad, and u is renormalised. Near a
+    non-degenerate maximum this converges quadratically.
+    """
+    p = t.ndim - 1
+    floor = 1e-9 * p**2
+    u = starts.copy()
+    for _ in range(_MAX_NEWTON):
+        h = _contract_batch(t, u, p - 2)  # t(u^{p-2}), (k, 3, 3)
+        g = np.einsum("kij,kj->ki", h, u)  # t(u^{p-1}), (k, 3)
+        f = np.einsum("ki,ki->k", g, u)
+        basis = _tangent_bases(u)
+        grad = p * np.einsum("kia,ki->ka", basis, g)
+        hess = p * (p - 1) * np.einsum("kia,kij,kjb->kab", basis, h, basis)
+        hess -= p * f[:, None, None] * np.eye(2)
+        w, v = np.linalg.eigh(hess)
+        w = np.minimum(w, -floor)
+        step = -np.einsum("kab,kb,kcb,kc->ka", v, 1.0 / w, v, grad)
+        length = np.linalg.norm(step, axis=1, keepdims=True)
+        step *= np.minimum(1.0, 0.2 / np.maximum(length, 1e-300))
+        u = u + np.einsum("kia,ka->ki", basis, step)
+        u /= np.linalg.norm(u, axis=1, keepdims=True)
+        if np.abs(grad).max() < 1e-13:
+            break
+    values = np.einsum("ki,ki->k", _contract_batch(t, u, p - 1), u)
+    return values, u
+
+
+def _grid_starts(t: np.ndarray) -> np.ndarray:
+    """Well-separated grid points ``(k, 3)`` that can lie in the basin of the maximum of the
+    form of ``t`` (fully symmetric, rank p, max |t| = 1), best first (see
+    :func:`_sphere_maxima`)."""
+    p = t.ndim
+    grid, _ = _sphere_grid()
+    monomials, index, counts = _sphere_monomials(p)
+    values = monomials @ (t[index] * counts)
+    margin = 0.5 * p**2 * float(np.linalg.norm(t)) * _COVERING**2
+    near = np.flatnonzero(values >= values.max() - margin)
+    candidates = grid[near[np.argsort(-values[near], kind="stable")]]  # best first
+    min_separation = np.cos(3.0 * _COVERING)
+    starts: list[np.ndarray] = []
+    while len(candidates) and len(starts) < _MAX_STARTS:
+        starts.append(candidates[0])
+        overlap = candidates @ candidates[0]
+        candidates = candidates[(np.abs(overlap) if p % 2 == 0 else overlap) < min_separation]
+    return np.array(starts)
+
+
+def _sphere_maxima(tensors: list[np.ndarray]) -> list[tuple[float, np.ndarray]]:
+    r"""Maximum of the form :math:`f(u) = t_{i j \dots} u_i u_j \cdots` over unit vectors, and
+    its direction, for each tensor (refined together).
+
+    Each ``t`` is a fully symmetric Cartesian tensor of rank 3 or 4 (all of one rank). The
+    form is evaluated on the deterministic Fibonacci grid of :func:`_sphere_grid`; every
+    well-separated grid candidate whose value is within the grid's discretisation error of
+    the best (at most ``_MAX_STARTS``) is refined by Newton's method on the sphere
+    (:func:`_refine`), and the best local maximum is kept.
+
+    Along a great circle u(s) with tangent w, f'' = p(p-1) t(u^{p-2}, w, w) - p t(u^p), so
+    |f''| <= p^2 |t|_F; the grid point nearest the true maximum (within ``_COVERING``) is at
+    most p^2 / 2 |t|_F ``_COVERING``^2 below it, so every basin that can hold the maximum has a
+    grid candidate within that margin of the best grid value. For even p, u and -u are the
+    same candidate.
+
+    An all-zero tensor gives ``(0.0, nan vector)``.
+    """
+    scales = [float(np.abs(t).max()) for t in tensors]
+    live = [i for i, scale in enumerate(scales) if scale > 0.0]
+    out: list[tuple[float, np.ndarray]] = [(0.0, np.full(3, np.nan)) for _ in tensors]
+    if not live:
+        return out
+    starts = [_grid_starts(tensors[i] / scales[i]) for i in live]
+    owner = np.repeat(np.arange(len(live)), [len(s) for s in starts])
+    scaled = np.stack([tensors[i] / scales[i] for i in live])[owner]  # (k, 3, ..., 3)
+    starts_array = np.concatenate(starts)
+    refined, directions = _refine(scaled, starts_array)
+    # Newton ascends from grid points next to a maximum; never return less than the start.
+    p = scaled.ndim - 1
+    at_start = np.einsum("ki,ki->k", _contract_batch(scaled, starts_array, p - 1), starts_array)
+    worse = refined < at_start
+    refined[worse], directions[worse] = at_start[worse], starts_array[worse]
+    for n, i in enumerate(live):
+        mine = np.flatnonzero(owner == n)
+        best = mine[int(refined[mine].argmax())]
+        out[i] = (float(refined[best]) * scales[i], _clean_direction(directions[best]))
+    return out
+
+
+def _clean_direction(u: np.ndarray) -> np.ndarray:
+    """A unit vector with its rounding-level components (below 1e-14) set to exactly 0."""
+    u = np.where(np.abs(u) < 1e-14, 0.0, u)
+    return u / np.linalg.norm(u)
+
+
+def _canonical_axis(u: np.ndarray) -> np.ndarray:
+    """``u`` or ``-u``, whichever has its largest-magnitude component positive."""
+    return u * np.sign(u[np.abs(u).argmax()])
+
+
+# --------------------------------------------------------------------------------------------
 # Elastic
 # --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, eq=False)
 class ElasticProperties(_AsDict):
-    """Scalar properties of an elastic stiffness tensor (see :func:`elastic_properties`).
+    """Properties of an elastic stiffness tensor (see :func:`elastic_properties`).
 
     Attributes
     ----------
@@ -152,6 +375,38 @@ class ElasticProperties(_AsDict):
         Ascending eigenvalues of the Mandel (Kelvin) matrix, GPa; rotation-invariant.
     born_stable : bool
         True when the Voigt matrix is positive definite (and not singular).
+    compliance : array ``(6, 6)``
+        Voigt compliance matrix :math:`S = C^{-1}` (engineering shear strains, pymatgen's
+        ``compliance_tensor.voigt``), 1/TPa; ``nan`` when C is singular.
+    pugh_ratio : float
+        :math:`G_{VRH} / K_{VRH}`, dimensionless.
+    youngs_modulus_min, youngs_modulus_max : float
+        Smallest and largest directional Young's modulus over all directions, GPa; ``nan``
+        when the tensor is not positive definite.
+    youngs_min_direction, youngs_max_direction : array ``(3,)``
+        Unit Cartesian directions of the extremes (their largest-magnitude component
+        positive; ``-u`` is equivalent), ``nan`` with the extremes.
+    born_criteria_system : str
+        Which conditions were used: the crystal system (and class I/II), "general" (leading
+        principal minors), and the frame if it is not the given one.
+    born_criteria : dict[str, bool]
+        The Mouhat & Coudert conditions used, by readable name, and whether each holds.
+    youngs_modulus_xyz : array ``(3,)`` or None
+        Directional Young's modulus along the Cartesian x, y, z axes, GPa (without a
+        structure).
+    youngs_modulus_abc : array ``(3,)`` or None
+        Directional Young's modulus along the lattice vectors a, b, c, GPa (with a
+        structure).
+    density : float or None
+        Mass density of the structure, g/cm^3.
+    longitudinal_velocity, transverse_velocity : float or None
+        Sound velocities from the Hill moduli and the density, m/s; ``nan`` when the tensor
+        is not positive definite.
+    debye_temperature : float or None
+        Debye temperature from the mean sound velocity, K; ``nan`` like the velocities.
+
+    The fields that are None (structure-dependent without a structure, ``youngs_modulus_xyz``
+    with one) are left out of :meth:`as_dict`.
     """
 
     k_voigt: float
@@ -166,6 +421,20 @@ class ElasticProperties(_AsDict):
     eigenvalues: np.ndarray
     kelvin_moduli: np.ndarray
     born_stable: bool
+    compliance: np.ndarray
+    pugh_ratio: float
+    youngs_modulus_min: float
+    youngs_min_direction: np.ndarray
+    youngs_modulus_max: float
+    youngs_max_direction: np.ndarray
+    born_criteria_system: str
+    born_criteria: dict[str, bool]
+    youngs_modulus_xyz: np.ndarray | None = None
+    youngs_modulus_abc: np.ndarray | None = None
+    density: float | None = None
+    longitudinal_velocity: float | None = None
+    transverse_velocity: float | None = None
+    debye_temperature: float | None = None
 
     UNITS: ClassVar[dict[str, str]] = {
         "k_voigt": "GPa",
@@ -180,6 +449,20 @@ class ElasticProperties(_AsDict):
         "eigenvalues": "GPa",
         "kelvin_moduli": "GPa",
         "born_stable": "1",
+        "compliance": "1/TPa",
+        "pugh_ratio": "1",
+        "youngs_modulus_min": "GPa",
+        "youngs_min_direction": "1",
+        "youngs_modulus_max": "GPa",
+        "youngs_max_direction": "1",
+        "born_criteria_system": "1",
+        "born_criteria": "1",
+        "youngs_modulus_xyz": "GPa",
+        "youngs_modulus_abc": "GPa",
+        "density": "g/cm^3",
+        "longitudinal_velocity": "m/s",
+        "transverse_velocity": "m/s",
+        "debye_temperature": "K",
     }
 
 
@@ -206,8 +489,110 @@ def _compliance(c: np.ndarray) -> np.ndarray | None:
         return None
 
 
-def elastic_properties(stiffness: Any) -> ElasticProperties:
-    r"""Bulk, shear and Young's moduli, Poisson's ratio, anisotropy and stability.
+def _compliance_cartesian(s_voigt: np.ndarray) -> np.ndarray:
+    """Full compliance :math:`S_{ijkl} = S_{IJ} / (f_I f_J)` (f = 1, 1, 1, 2, 2, 2), as
+    pymatgen's ``ComplianceTensor.from_voigt``."""
+    return from_voigt(s_voigt / np.outer(_ENGINEERING, _ENGINEERING))
+
+
+def _unit_rows(directions: Any) -> np.ndarray:
+    d = _as_float_array(directions, "directions")
+    if d.shape[-1:] != (3,):
+        raise ValueError(f"directions must have shape (..., 3), got shape {d.shape}")
+    _check_finite(d, "directions")
+    norms = np.linalg.norm(d, axis=-1, keepdims=True)
+    if (norms == 0.0).any():
+        raise ValueError("directions must be non-zero vectors")
+    return d / norms
+
+
+def _youngs_along(s_full: np.ndarray, n: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.einsum("ijkl,...i,...j,...k,...l->...", s_full, n, n, n, n)
+        return np.where(q != 0.0, 1.0 / q, np.nan)
+
+
+def directional_youngs_modulus(stiffness: Any, directions: Any) -> np.ndarray:
+    r"""Young's modulus along given directions.
+
+    .. math::
+
+        E(n) = \frac{1}{n_i n_j n_k n_l S_{ijkl}}, \qquad |n| = 1,
+
+    with the full Cartesian compliance :math:`S_{ijkl}` (the inverse of the stiffness on
+    symmetric tensors; in Voigt form :math:`S_{IJ} = f_I f_J S_{ijkl}`, f = 1, 1, 1, 2, 2, 2).
+    It is the ratio of a uniaxial stress along n to the strain along n it causes.
+
+    Parameters
+    ----------
+    stiffness : array_like ``(3, 3, 3, 3)`` or ``(6, 6)``
+        Elastic stiffness :math:`C_{ijkl}` (Cartesian) or its Voigt matrix, GPa.
+    directions : array_like ``(..., 3)``
+        Cartesian directions, any non-zero length (they are normalised).
+
+    Returns
+    -------
+    array ``(...)``
+        E along each direction, GPa. Negative where the quartic form is negative (the tensor
+        is then not positive definite), ``nan`` where it is zero or the stiffness is singular.
+
+    Examples
+    --------
+    >>> c = np.zeros((6, 6))
+    >>> c[:3, :3] = 100.0
+    >>> c[[0, 1, 2], [0, 1, 2]] = 250.0
+    >>> c[[3, 4, 5], [3, 4, 5]] = 80.0
+    >>> directional_youngs_modulus(c, [[1, 0, 0], [1, 1, 1]]).round(2).tolist()
+    [192.86, 203.77]
+    """
+    c = _elastic_voigt(stiffness)
+    n = _unit_rows(directions)
+    s = _compliance(c)
+    if s is None:
+        return np.full(n.shape[:-1], np.nan)
+    return _youngs_along(_compliance_cartesian(s), n)
+
+
+def _acoustic_properties(
+    structure: Structure, k_vrh: float, g_vrh: float, stable: bool
+) -> dict[str, float]:
+    """Density (g/cm^3), sound velocities (m/s) and Debye temperature (K), as pymatgen's
+    ``ElasticTensor.long_v`` / ``trans_v`` / ``debye_temperature`` (same formulas, constants
+    and order of operations)."""
+    from scipy import constants
+
+    n_sites = len(structure)
+    composition = structure.composition
+    weight = (
+        float(composition.weight)
+        * constants.physical_constants["atomic mass unit-kilogram relationship"][0]
+    )
+    volume = structure.volume * 1e-30  # m^3
+    mass_density = n_sites * weight / (composition.num_atoms * volume)  # kg/m^3
+    out = {"density": mass_density / 1000.0}
+    if not (stable and k_vrh > 0.0 and g_vrh > 0.0):
+        missing = ("longitudinal_velocity", "transverse_velocity", "debye_temperature")
+        return {**out, **dict.fromkeys(missing, float("nan"))}
+    vt = (1e9 * g_vrh / mass_density) ** 0.5
+    vl = (1e9 * (k_vrh + 4 / 3 * g_vrh) / mass_density) ** 0.5
+    vm = 3 ** (1 / 3) * (1 / vl**3 + 2 / vt**3) ** (-1 / 3)
+    v0 = volume / n_sites
+    debye = constants.hbar / constants.k * vm * (6 * np.pi**2 / v0) ** (1 / 3)
+    return {
+        **out,
+        "longitudinal_velocity": float(vl),
+        "transverse_velocity": float(vt),
+        "debye_temperature": float(debye),
+    }
+
+
+def elastic_properties(
+    stiffness: Any,
+    *,
+    structure: Structure | None = None,
+    crystal_system: str | None = None,
+) -> ElasticProperties:
+    r"""Moduli, compliance, directional Young's modulus, stability and sound velocities.
 
     With the Voigt matrix :math:`C_{IJ}` and the compliance :math:`S = C^{-1}` (Voigt
     matrix inverse, as pymatgen's ``ElasticTensor.compliance_tensor``; indices 1-based):
@@ -222,23 +607,40 @@ def elastic_properties(stiffness: Any) -> ElasticProperties:
               + 3(S_{44}+S_{55}+S_{66})\big], \\
         K &= \tfrac12(K_V+K_R), \quad G = \tfrac12(G_V+G_R), \quad
         E = \frac{9KG}{3K+G}, \quad \nu = \frac{3K-2G}{6K+2G}, \quad
-        A^U = 5\frac{G_V}{G_R} + \frac{K_V}{K_R} - 6.
+        A^U = 5\frac{G_V}{G_R} + \frac{K_V}{K_R} - 6, \quad \text{Pugh} = G/K, \\
+        E(n) &= 1 \big/ (n_i n_j n_k n_l S_{ijkl}) \quad
+        \text{(see :func:`directional_youngs_modulus`)}.
+
+    With a structure of mass density :math:`\rho` and :math:`N` sites in volume :math:`V`:
+
+    .. math::
+
+        v_l = \sqrt{(K + \tfrac43 G)/\rho}, \quad v_t = \sqrt{G/\rho}, \quad
+        v_m = \Big[\tfrac13\big(v_l^{-3} + 2 v_t^{-3}\big)\Big]^{-1/3}, \quad
+        \Theta_D = \frac{\hbar}{k_B} v_m \Big(\frac{6\pi^2 N}{V}\Big)^{1/3}.
 
     Parameters
     ----------
     stiffness : array_like ``(3, 3, 3, 3)`` or ``(6, 6)``
         Elastic stiffness :math:`C_{ijkl}` as a full Cartesian tensor or its Voigt matrix, GPa.
+    structure : pymatgen Structure, optional
+        The crystal, with the tensor in its Cartesian frame: adds the density, the sound
+        velocities, the Debye temperature and Young's modulus along a, b, c.
+    crystal_system : str, optional
+        One of :data:`CRYSTAL_SYSTEMS` (as ``PointGroup.crystal_system``); selects the Born
+        conditions of :func:`born_stability_criteria`. Without it the general criterion.
 
     Returns
     -------
     ElasticProperties
-        Moduli in GPa, ``poisson_ratio`` and ``universal_anisotropy`` dimensionless,
-        ``eigenvalues`` and ``kelvin_moduli`` ``(6,)`` in GPa, ``born_stable``.
+        Moduli in GPa, compliance in 1/TPa, velocities in m/s, Debye temperature in K,
+        density in g/cm^3, ratios dimensionless, Born stability and its conditions.
 
     Raises
     ------
     ValueError
-        If the shape is neither ``(3, 3, 3, 3)`` nor ``(6, 6)`` or a value is not finite.
+        If the shape is neither ``(3, 3, 3, 3)`` nor ``(6, 6)``, a value is not finite, or
+        ``crystal_system`` is not a crystal system.
 
     Notes
     -----
@@ -246,6 +648,8 @@ def elastic_properties(stiffness: Any) -> ElasticProperties:
     of the 3x3 blocks for :math:`G_V`, :math:`G_R`), so they agree with
     ``pymatgen.analysis.elasticity.ElasticTensor`` to rounding, including for slightly
     non-symmetric input; pymatgen's ``y_mod`` is in Pa, ``youngs_modulus`` here is in GPa.
+    The density, sound velocities and Debye temperature are pymatgen's ``long_v``,
+    ``trans_v`` and ``debye_temperature`` (same formulas and CODATA constants).
 
     ``born_stable`` is the Born criterion: all eigenvalues of (the symmetric part of) the
     Voigt matrix are positive. The Voigt matrix differs from the Mandel (Kelvin) matrix
@@ -253,18 +657,28 @@ def elastic_properties(stiffness: Any) -> ElasticProperties:
     and by Sylvester's law of inertia a congruence keeps the signs of the eigenvalues, so the
     positivity test is exact even though the Voigt ``eigenvalues`` differ from the Mandel ones.
     Only the Mandel eigenvalues (``kelvin_moduli``) are invariant under rotations; the Voigt
-    ones depend on the frame, and only their signs are invariant.
+    ones depend on the frame, and only their signs are invariant. ``born_criteria`` spells the
+    criterion out as the conditions of the crystal system (:func:`born_stability_criteria`);
+    for a tensor within the tolerance of its system's form they agree with ``born_stable``.
+
+    The extremes of :math:`E(n)` are found by the sphere search of
+    :func:`piezoelectric_properties` applied to the quartic form
+    :math:`S_{ijkl} n_i n_j n_k n_l` (its maximum gives the smallest E and vice versa). When
+    the tensor is not positive definite, :math:`E(n)` is negative or infinite along some
+    directions: the extremes, their directions and the sound velocities are then ``nan`` and
+    a warning is logged; E along the axes is still reported (it can be negative).
 
     A matrix that is singular to machine precision (condition number at least
     ``1 / eps``) has no compliance: the Reuss moduli and everything derived from them
     (Hill averages, E, Poisson's ratio, A^U) are ``nan``, ``born_stable`` is False and a
-    warning is logged. Nothing raises.
+    warning is logged. Nothing raises for unphysical tensors.
 
     References
     ----------
     R. Hill, Proc. Phys. Soc. A 65, 349 (1952); S. I. Ranganathan and M. Ostoja-Starzewski,
     Phys. Rev. Lett. 101, 055504 (2008) (universal anisotropy); F. Mouhat and F.-X. Coudert,
-    Phys. Rev. B 90, 224104 (2014) (Born stability).
+    Phys. Rev. B 90, 224104 (2014) (Born stability); O. L. Anderson, J. Phys. Chem. Solids
+    24, 909 (1963) (Debye temperature from sound velocities).
 
     Examples
     --------
@@ -279,6 +693,11 @@ def elastic_properties(stiffness: Any) -> ElasticProperties:
     (150.0, 78.0, 77.922, True)
     >>> round(p.youngs_modulus, 2), round(p.poisson_ratio, 4)
     (199.35, 0.2785)
+    >>> round(p.youngs_modulus_min, 2), round(p.youngs_modulus_max, 2)  # along <100>, <111>
+    (192.86, 203.77)
+    >>> q = elastic_properties(c, crystal_system="cubic")
+    >>> q.born_criteria_system, q.born_criteria
+    ('cubic', {'C11 - C12 > 0': True, 'C11 + 2 C12 > 0': True, 'C44 > 0': True})
     """
     c = _elastic_voigt(stiffness)
     _warn_if_asymmetric(
@@ -286,6 +705,7 @@ def elastic_properties(stiffness: Any) -> ElasticProperties:
         "elastic Voigt matrix",
         "moduli use the matrix as given, eigenvalues its symmetric part",
     )
+    born_system, criteria = _born_criteria(c, crystal_system)
     s = _compliance(c)
     singular = s is None
     if s is None:
@@ -312,11 +732,38 @@ def elastic_properties(stiffness: Any) -> ElasticProperties:
         youngs = 9.0 * k_vrh * g_vrh / (3.0 * k_vrh + g_vrh)
         poisson = (3.0 * k_vrh - 2.0 * g_vrh) / (6.0 * k_vrh + 2.0 * g_vrh)
         anisotropy = 5.0 * g_voigt / g_reuss + k_voigt / k_reuss - 6.0
+        pugh = g_vrh / k_vrh
 
     sym = 0.5 * (c + c.T)
     eigenvalues = np.linalg.eigvalsh(sym)
     kelvin = np.linalg.eigvalsh(_MANDEL[:, None] * sym * _MANDEL[None, :])
     born_stable = bool(not singular and eigenvalues[0] > 0.0)
+
+    s_full = _compliance_cartesian(s)
+    if born_stable:
+        quartic = _symmetrize(s_full)
+        (q_max, min_direction), (q_min, max_direction) = _sphere_maxima([quartic, -quartic])
+        e_min, e_max = 1.0 / q_max, -1.0 / q_min
+        min_direction, max_direction = map(_canonical_axis, (min_direction, max_direction))
+    else:
+        if not singular:
+            logger.warning(
+                "elastic tensor is not positive definite (smallest Kelvin modulus %.3g GPa): "
+                "the Young's modulus extremes%s are nan",
+                kelvin[0],
+                "" if structure is None else ", sound velocities and Debye temperature",
+            )
+        e_min = e_max = float("nan")
+        min_direction = max_direction = np.full(3, np.nan)
+
+    extra: dict[str, Any] = {}
+    if structure is None:
+        extra["youngs_modulus_xyz"] = _readonly(_youngs_along(s_full, np.eye(3)))
+    else:
+        abc = _unit_rows(structure.lattice.matrix)
+        extra["youngs_modulus_abc"] = _readonly(_youngs_along(s_full, abc))
+        extra.update(_acoustic_properties(structure, float(k_vrh), float(g_vrh), born_stable))
+
     return ElasticProperties(
         k_voigt=float(k_voigt),
         k_reuss=float(k_reuss),
@@ -330,7 +777,254 @@ def elastic_properties(stiffness: Any) -> ElasticProperties:
         eigenvalues=_readonly(eigenvalues),
         kelvin_moduli=_readonly(kelvin),
         born_stable=born_stable,
+        compliance=_readonly(1e3 * s),
+        pugh_ratio=float(pugh),
+        youngs_modulus_min=float(e_min),
+        youngs_min_direction=_readonly(min_direction),
+        youngs_modulus_max=float(e_max),
+        youngs_max_direction=_readonly(max_direction),
+        born_criteria_system=born_system,
+        born_criteria=criteria,
+        **extra,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Born stability conditions per crystal system
+# --------------------------------------------------------------------------------------------
+
+
+def _crystal_system(name: str) -> str:
+    system = str(name).strip().lower()
+    system = "trigonal" if system == "rhombohedral" else system
+    if system not in CRYSTAL_SYSTEMS:
+        raise ValueError(
+            f"unknown crystal system {name!r}; use one of {', '.join(CRYSTAL_SYSTEMS)} "
+            "(or 'rhombohedral' for trigonal), or None for the general criterion"
+        )
+    return system
+
+
+def _leading_minors(c: np.ndarray) -> dict[str, bool]:
+    scaled = c / (np.abs(c).max() or 1.0)  # the signs of the minors do not depend on the scale
+    names = ["C11 > 0", *(f"det C[1..{k}, 1..{k}] > 0" for k in range(2, 7))]
+    return {name: bool(np.linalg.det(scaled[:k, :k]) > 0.0) for k, name in enumerate(names, 1)}
+
+
+def _cubic_conditions(c: np.ndarray) -> tuple[str, dict[str, bool]]:
+    c11, c12, c44 = c[0, 0], c[0, 1], c[3, 3]
+    return "cubic", {
+        "C11 - C12 > 0": bool(c11 - c12 > 0),
+        "C11 + 2 C12 > 0": bool(c11 + 2 * c12 > 0),
+        "C44 > 0": bool(c44 > 0),
+    }
+
+
+def _uniaxial_base(c: np.ndarray) -> dict[str, bool]:
+    c11, c12, c13, c33, c44 = c[0, 0], c[0, 1], c[0, 2], c[2, 2], c[3, 3]
+    return {
+        "C11 > |C12|": bool(c11 > abs(c12)),
+        "2 C13^2 < C33 (C11 + C12)": bool(2 * c13**2 < c33 * (c11 + c12)),
+        "C44 > 0": bool(c44 > 0),
+    }
+
+
+def _hexagonal_conditions(c: np.ndarray) -> tuple[str, dict[str, bool]]:
+    return "hexagonal", {**_uniaxial_base(c), "C66 > 0": bool(c[5, 5] > 0)}
+
+
+def _tetragonal_conditions(c: np.ndarray) -> tuple[str, dict[str, bool]]:
+    c11, c12, c16, c66 = c[0, 0], c[0, 1], c[0, 5], c[5, 5]
+    if abs(c16) <= _CLASS_I_TOLERANCE * np.abs(c).max():
+        return "tetragonal I", {**_uniaxial_base(c), "C66 > 0": bool(c66 > 0)}
+    return "tetragonal II", {
+        **_uniaxial_base(c),
+        "2 C16^2 < C66 (C11 - C12)": bool(2 * c16**2 < c66 * (c11 - c12)),
+    }
+
+
+def _trigonal_conditions(c: np.ndarray) -> tuple[str, dict[str, bool]]:
+    c11, c12, c13, c14, c15 = c[0, 0], c[0, 1], c[0, 2], c[0, 3], c[0, 4]
+    c33, c44, c66 = c[2, 2], c[3, 3], c[5, 5]
+    base = {
+        "C11 > |C12|": bool(c11 > abs(c12)),
+        "C44 > 0": bool(c44 > 0),
+        "C13^2 < C33 (C11 + C12) / 2": bool(c13**2 < 0.5 * c33 * (c11 + c12)),
+    }
+    if abs(c15) <= _CLASS_I_TOLERANCE * np.abs(c).max():
+        return "trigonal I", {**base, "C14^2 < C44 C66": bool(c14**2 < c44 * c66)}
+    return "trigonal II", {**base, "C14^2 + C15^2 < C44 C66": bool(c14**2 + c15**2 < c44 * c66)}
+
+
+def _orthorhombic_conditions(c: np.ndarray) -> tuple[str, dict[str, bool]]:
+    block = c[:3, :3] / (np.abs(c[:3, :3]).max() or 1.0)
+    return "orthorhombic", {
+        "C11 > 0": bool(c[0, 0] > 0),
+        "C11 C22 > C12^2": bool(c[0, 0] * c[1, 1] > c[0, 1] ** 2),
+        "det C[1..3, 1..3] > 0": bool(np.linalg.det(block) > 0),
+        "C44 > 0": bool(c[3, 3] > 0),
+        "C55 > 0": bool(c[4, 4] > 0),
+        "C66 > 0": bool(c[5, 5] > 0),
+    }
+
+
+_CONDITIONS = {
+    "cubic": _cubic_conditions,
+    "hexagonal": _hexagonal_conditions,
+    "tetragonal": _tetragonal_conditions,
+    "trigonal": _trigonal_conditions,
+    "orthorhombic": _orthorhombic_conditions,
+}
+
+
+def _principal_frames(full: np.ndarray, system: str) -> list[tuple[str, np.ndarray]]:
+    """Candidate standard settings from the eigenvectors of the dilatational (C_ijkk) and
+    Voigt (C_ikjk) tensors: for a uniaxial system the non-degenerate eigenvector is the
+    principal axis (z); for an orthorhombic one the three eigenvectors are the 2-fold axes.
+
+    Each frame is a proper rotation whose rows are the new x, y, z axes.
+    """
+    frames = []
+    for name, m in (
+        ("C_ijkk", np.einsum("ijkk->ij", full)),
+        ("C_ikjk", np.einsum("ikjk->ij", full)),
+    ):
+        w, vectors = np.linalg.eigh(m)
+        if system == "orthorhombic":
+            rows = vectors.T
+        else:  # the eigenvalue farthest from the other two is the principal axis
+            unique = 0 if w[1] - w[0] > w[2] - w[1] else 2
+            rows = vectors[:, [i for i in range(3) if i != unique] + [unique]].T
+        rows = rows * np.array([1.0, 1.0, np.sign(np.linalg.det(rows))])[:, None]
+        frames.append((f"principal axes of {name}", rows))
+    return frames
+
+
+def _standard_form(c: np.ndarray, system: str) -> tuple[np.ndarray | None, str, float]:
+    """The Voigt matrix in the standard setting of ``system`` (projected onto its Laue class),
+    the frame used, and the relative change of the projection; None if no frame fits.
+
+    The given frame is used if the tensor has the exact form there (as a projected tensor
+    does); otherwise the frame, given or principal, in which the projection changes it least.
+    """
+    from crystensor.tensors.harmonic import rotate_tensor
+    from crystensor.tensors.symmetry import project_to_point_group
+
+    full = from_voigt(c)
+    scale = np.abs(c).max()
+    frames: list[tuple[str, np.ndarray | None]] = [("given", None)]
+    if system != "cubic":  # the cubic C_ijkk and C_ikjk are isotropic: no axes to read
+        frames += _principal_frames(full, system)
+    best_change, best_form, best_frame = np.inf, full, ""
+    for frame, rotation in frames:
+        rotated = full if rotation is None else rotate_tensor(full, rotation)
+        projected = project_to_point_group(rotated, _LAUE_CLASS[system])
+        change = float(np.abs(to_voigt(projected - rotated)).max() / scale)
+        if rotation is None and change <= _EXACT_FORM:
+            return to_voigt(projected), frame, change
+        if change < best_change:
+            best_change, best_form, best_frame = change, projected, frame
+    if best_change > _FORM_TOLERANCE:
+        return None, "", best_change
+    return to_voigt(best_form), best_frame, best_change
+
+
+def _born_criteria(c: np.ndarray, crystal_system: str | None) -> tuple[str, dict[str, bool]]:
+    sym = 0.5 * (c + c.T)
+    if crystal_system is None:
+        return "general (leading principal minors)", _leading_minors(sym)
+    system = _crystal_system(crystal_system)
+    if system not in _CONDITIONS:
+        return f"{system}: general (leading principal minors)", _leading_minors(sym)
+    if not np.abs(sym).max() > 0.0:
+        return f"general: a zero tensor has no {system} form", _leading_minors(sym)
+    standard, frame, change = _standard_form(sym, system)
+    if standard is None:
+        return (
+            f"general (leading principal minors): not of {system} form in this frame or its "
+            f"principal axes ({100 * change:.3g} % off)",
+            _leading_minors(sym),
+        )
+    label, conditions = _CONDITIONS[system](standard)
+    return (label if frame == "given" else f"{label}, in the {frame}"), conditions
+
+
+def born_stability_criteria(
+    stiffness: Any, crystal_system: str | None = None
+) -> tuple[str, dict[str, bool]]:
+    r"""The Born elastic stability conditions of a crystal system, one by one.
+
+    The necessary and sufficient conditions of Mouhat & Coudert (2014) for an unstressed
+    crystal, with the Voigt constants :math:`C_{IJ}` (1-based) in the standard setting:
+
+    - cubic: :math:`C_{11} - C_{12} > 0`, :math:`C_{11} + 2C_{12} > 0`, :math:`C_{44} > 0`;
+    - hexagonal and tetragonal I (4mm, -42m, 422, 4/mmm): :math:`C_{11} > |C_{12}|`,
+      :math:`2C_{13}^2 < C_{33}(C_{11}+C_{12})`, :math:`C_{44} > 0`, :math:`C_{66} > 0`;
+    - tetragonal II (4, -4, 4/m): the same with :math:`2C_{16}^2 < C_{66}(C_{11}-C_{12})`
+      instead of :math:`C_{66} > 0`;
+    - trigonal (rhombohedral) I (32, 3m, -3m): :math:`C_{11} > |C_{12}|`,
+      :math:`C_{44} > 0`, :math:`C_{13}^2 < \tfrac12 C_{33}(C_{11}+C_{12})`,
+      :math:`C_{14}^2 < C_{44}C_{66}`; II (3, -3): :math:`C_{14}^2 + C_{15}^2 < C_{44}C_{66}`
+      in the last one;
+    - orthorhombic: :math:`C_{11} > 0`, :math:`C_{11}C_{22} > C_{12}^2`,
+      :math:`\det C_{[1..3]} > 0`, :math:`C_{44}, C_{55}, C_{66} > 0`;
+    - monoclinic, triclinic and ``None``: the general criterion, all leading principal
+      minors :math:`\det C_{[1..k]}` (k = 1..6) of the Voigt matrix positive (Sylvester).
+
+    Parameters
+    ----------
+    stiffness : array_like ``(3, 3, 3, 3)`` or ``(6, 6)``
+        Elastic stiffness, GPa (its symmetric part is used).
+    crystal_system : str, optional
+        One of :data:`CRYSTAL_SYSTEMS` or ``"rhombohedral"``.
+
+    Returns
+    -------
+    system : str
+        The conditions used: ``"cubic"``, ``"tetragonal II"``, ..., with ``", in the
+        principal axes of C_ijkk"`` when the tensor was rotated to the standard setting, or
+        ``"general ..."`` with the reason.
+    conditions : dict[str, bool]
+        Each condition by a readable name (``"C11 > |C12|"``) and whether it holds.
+
+    Raises
+    ------
+    ValueError
+        For a bad shape, non-finite values or an unknown crystal system.
+
+    Notes
+    -----
+    The system conditions hold only in the system's standard setting (principal axis along z;
+    cubic and orthorhombic axes along x, y, z). Candidate frames are the given one and those
+    of the eigenvectors of the dilatational tensor :math:`C_{ijkk}` and of :math:`C_{ikjk}`
+    (whose non-degenerate eigenvector is the principal axis of a uniaxial crystal, and whose
+    eigenvectors are the axes of an orthorhombic one). The given frame is used if the tensor
+    has the system's exact form there; otherwise the candidate in which projecting onto the
+    system's Laue class (m-3, 6/m, 4/m, -3, mmm) changes the Voigt entries least, if that
+    change is at most 5 % of the largest entry; otherwise the general criterion. The conditions are
+    evaluated on the projected tensor, so that e.g. :math:`C_{11} = C_{22}` exactly; for a
+    tensor that has the system's form they are equivalent to positive definiteness. Class I
+    or II is decided by :math:`C_{16}` (tetragonal) or :math:`C_{15}` (trigonal) being zero
+    in that frame (the II conditions hold for class I tensors too).
+
+    References
+    ----------
+    F. Mouhat and F.-X. Coudert, "Necessary and sufficient elastic stability conditions in
+    various crystal systems", Phys. Rev. B 90, 224104 (2014).
+
+    Examples
+    --------
+    >>> c = np.zeros((6, 6))
+    >>> c[:3, :3] = [[200.0, 90.0, 80.0], [90.0, 200.0, 80.0], [80.0, 80.0, 220.0]]
+    >>> c[3, 3] = c[4, 4] = 50.0
+    >>> c[5, 5] = 55.0                                   # (C11 - C12) / 2
+    >>> system, conditions = born_stability_criteria(c, "hexagonal")
+    >>> system, all(conditions.values())
+    ('hexagonal', True)
+    >>> list(conditions)
+    ['C11 > |C12|', '2 C13^2 < C33 (C11 + C12)', 'C44 > 0', 'C66 > 0']
+    """
+    return _born_criteria(_elastic_voigt(stiffness), crystal_system)
 
 
 # --------------------------------------------------------------------------------------------
@@ -350,14 +1044,15 @@ class DielectricProperties(_AsDict):
         ``principal_axes[:, i]`` is the unit axis of ``eigenvalues[i]``.
     polycrystalline_average : float
         Mean of the eigenvalues (trace / 3), dimensionless.
-    refractive_index : float
-        ``sqrt(polycrystalline_average)``; meaningful for the electronic tensor only.
+    refractive_index : float or None
+        ``sqrt(polycrystalline_average)``; meaningful for the electronic tensor only, and
+        None (left out of :meth:`as_dict`) when the tensor is known to be the static one.
     """
 
     eigenvalues: np.ndarray
     principal_axes: np.ndarray
     polycrystalline_average: float
-    refractive_index: float
+    refractive_index: float | None
 
     UNITS: ClassVar[dict[str, str]] = {
         "eigenvalues": "1",
@@ -367,7 +1062,7 @@ class DielectricProperties(_AsDict):
     }
 
 
-def dielectric_properties(eps: Any) -> DielectricProperties:
+def dielectric_properties(eps: Any, *, electronic: bool = True) -> DielectricProperties:
     r"""Principal permittivities, polycrystalline average and refractive index.
 
     .. math::
@@ -380,6 +1075,9 @@ def dielectric_properties(eps: Any) -> DielectricProperties:
     ----------
     eps : array_like ``(3, 3)``
         Relative dielectric tensor :math:`\varepsilon_{ij}`, dimensionless.
+    electronic : bool
+        Whether ``eps`` may be the electronic (high-frequency) tensor. False for the static
+        (ionic + electronic) tensor: no refractive index is computed (it is None).
 
     Returns
     -------
@@ -424,7 +1122,9 @@ def dielectric_properties(eps: Any) -> DielectricProperties:
     pivot = np.abs(axes).argmax(axis=0)
     axes = axes * np.sign(axes[pivot, np.arange(3)])
     average = float(np.trace(e) / 3.0)
-    refractive_index = float(np.sqrt(average)) if average > 0.0 else float("nan")
+    refractive_index: float | None = None
+    if electronic:
+        refractive_index = float(np.sqrt(average)) if average > 0.0 else float("nan")
     return DielectricProperties(
         eigenvalues=_readonly(eigenvalues),
         principal_axes=_readonly(axes),
@@ -440,7 +1140,7 @@ def dielectric_properties(eps: Any) -> DielectricProperties:
 
 @dataclass(frozen=True, eq=False)
 class PiezoelectricProperties(_AsDict):
-    r"""Maximum longitudinal piezoelectric coefficient (see :func:`piezoelectric_properties`).
+    r"""Maximum longitudinal piezoelectric coefficients (see :func:`piezoelectric_properties`).
 
     Attributes
     ----------
@@ -449,63 +1149,115 @@ class PiezoelectricProperties(_AsDict):
     max_direction : array ``(3,)``
         Unit vector where the maximum is reached, signed so that
         :math:`e_{ijk} u_i u_j u_k = +` ``eij_max``.
+    d_voigt : array ``(3, 6)`` or None
+        Strain constants :math:`d = e S` in Voigt form (:func:`piezoelectric_strain_constants`:
+        :math:`d_{iJ} = d_{ijk}` for J = 1..3, :math:`2 d_{ijk}` for J = 4..6), pC/N; None
+        without an elastic tensor.
+    dij_max : float or None
+        :math:`\max_{|u|=1} |d_{ijk} u_i u_j u_k|` (Cartesian :math:`d_{ijk}`), pC/N.
+    d_max_direction : array ``(3,)`` or None
+        Unit vector of ``dij_max``, signed so that :math:`d_{ijk} u_i u_j u_k = +` ``dij_max``.
+
+    The fields that are None are left out of :meth:`as_dict`.
     """
 
     eij_max: float
     max_direction: np.ndarray
+    d_voigt: np.ndarray | None = None
+    dij_max: float | None = None
+    d_max_direction: np.ndarray | None = None
 
-    UNITS: ClassVar[dict[str, str]] = {"eij_max": "C/m^2", "max_direction": "1"}
-
-
-@lru_cache(maxsize=1)
-def _sphere_grid() -> tuple[np.ndarray, np.ndarray]:
-    """Fibonacci grid on the unit sphere ``(N, 3)`` and its cubic monomials ``(N, 27)``."""
-    i = np.arange(_N_SPHERE) + 0.5
-    polar = np.arccos(1.0 - 2.0 * i / _N_SPHERE)
-    azimuth = np.pi * (1.0 + np.sqrt(5.0)) * i
-    u = np.stack(
-        [np.cos(azimuth) * np.sin(polar), np.sin(azimuth) * np.sin(polar), np.cos(polar)], axis=1
-    )
-    cubes = np.einsum("ni,nj,nk->nijk", u, u, u).reshape(_N_SPHERE, 27)
-    u.flags.writeable = False
-    cubes.flags.writeable = False
-    return u, cubes
+    UNITS: ClassVar[dict[str, str]] = {
+        "eij_max": "C/m^2",
+        "max_direction": "1",
+        "d_voigt": "pC/N",
+        "dij_max": "pC/N",
+        "d_max_direction": "1",
+    }
 
 
-def _symmetrize3(t: np.ndarray) -> np.ndarray:
-    """Average of a rank-3 tensor over the 6 permutations of its indices."""
-    perms = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
-    return sum(np.transpose(t, p) for p in perms) / 6.0
+def _piezo_cartesian(e: Any) -> np.ndarray:
+    """A (3, 3, 3) or (3, 6) piezoelectric tensor as a finite (3, 3, 3) Cartesian array."""
+    t = _as_float_array(e, "piezoelectric tensor")
+    if t.shape not in ((3, 3, 3), (3, 6)):
+        raise ValueError(
+            f"piezoelectric tensor must be a (3, 3, 3) Cartesian tensor or a (3, 6) Voigt "
+            f"matrix in C/m^2, got shape {t.shape}"
+        )
+    _check_finite(t, "piezoelectric tensor")
+    return from_voigt(t) if t.shape == (3, 6) else t
 
 
-def _refine(t: np.ndarray, start: np.ndarray) -> tuple[float, np.ndarray]:
-    """Local maximum of f(u) = t(u, u, u) on the sphere, from ``start`` (unit vector).
+def _strain_constants_voigt(e_full: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``1e3 e S`` in Voigt form (pC/N) from a Cartesian e (C/m^2) and a Voigt C (GPa)."""
+    s = _compliance(c)
+    if s is None:
+        logger.warning(
+            "elastic Voigt matrix is singular (condition number %.3g); the piezoelectric strain "
+            "constants d = e S are nan",
+            np.linalg.cond(c),
+        )
+        return np.full((3, 6), np.nan)
+    e_voigt = to_voigt(0.5 * (e_full + e_full.transpose(0, 2, 1)))
+    # d_iJ = e_iK S_KJ with the engineering Voigt compliance; 1 C/m^2 x 1/GPa = 1e3 pC/N.
+    return 1e3 * (e_voigt @ s)
 
-    Optimises over the tangent plane at ``start``: u(x) = v / |v|, v = start + B x, where f is
-    smooth and its Hessian non-singular near the maximum (no radial flat direction).
+
+def piezoelectric_strain_constants(e: Any, stiffness: Any) -> np.ndarray:
+    r"""Piezoelectric strain constants :math:`d = e\,S` from the stress constants and C.
+
+    .. math::
+
+        d_{ijk} = e_{ilm} S_{lmjk}, \qquad S = C^{-1}\ \text{(full compliance)},
+
+    reported in Voigt form with the standard (IEEE) convention
+
+    .. math::
+
+        d_{iJ} = d_{ijk}\ (J = 1, 2, 3), \qquad d_{iJ} = 2\, d_{ijk}\ (J = 4, 5, 6),
+
+    so that the polarisation is :math:`P_i = d_{iJ} \sigma_J` for the stress Voigt vector, and
+    :math:`d_{iJ} = e_{iK} S_{KJ}` with the Voigt stress constants (no factors of 2) and the
+    Voigt compliance (pymatgen's ``compliance_tensor.voigt``, factors 2 and 4 on shear).
+
+    Parameters
+    ----------
+    e : array_like ``(3, 3, 3)`` or ``(3, 6)``
+        Piezoelectric stress constants :math:`e_{ijk}` (Cartesian, or Voigt without factors
+        of 2), C/m^2; only the part symmetric in j, k is used.
+    stiffness : array_like ``(3, 3, 3, 3)`` or ``(6, 6)``
+        Elastic stiffness in the same Cartesian frame, GPa.
+
+    Returns
+    -------
+    array ``(3, 6)``
+        :math:`d_{iJ}` in pC/N (C/m^2 times 1/GPa is 1e-9 C/N = 1e3 pC/N). All ``nan``, with
+        a warning, when the stiffness is singular. The Cartesian tensor is
+        ``from_voigt(d / [1, 1, 1, 2, 2, 2])``.
+
+    Raises
+    ------
+    ValueError
+        For a bad shape or non-finite values.
+
+    Examples
+    --------
+    A 6mm crystal with only e33 = 1 C/m^2 and an isotropic stiffness (lambda = mu = 50 GPa):
+    d33 = e33 S33 with S33 = 1 / E = 1 / 125 GPa.
+
+    >>> e = np.zeros((3, 6))
+    >>> e[2, 2] = 1.0
+    >>> c = 50.0 * np.ones((3, 3)) + 100.0 * np.eye(3)
+    >>> c = np.block([[c, np.zeros((3, 3))], [np.zeros((3, 3)), 50.0 * np.eye(3)]])
+    >>> d = piezoelectric_strain_constants(e, c)
+    >>> round(float(d[2, 2]), 6), round(float(d[2, 0]), 6)  # 1e3 / E, -1e3 nu / E
+    (8.0, -2.0)
     """
-    # Imported here: scipy.optimize takes 0.3 s to import, a tenth of `crystensor predict`'s
-    # start-up, and only the piezoelectric properties need it.
-    from scipy.optimize import minimize
-
-    basis = np.linalg.svd(start[None, :])[2][1:].T  # (3, 2) orthonormal, orthogonal to start
-
-    def negative(x: np.ndarray) -> tuple[float, np.ndarray]:
-        v = start + basis @ x
-        norm2 = v @ v
-        tvv = (t @ v) @ v  # t_ijk v_j v_k (t is fully symmetric)
-        value = (tvv @ v) / norm2**1.5
-        grad_v = 3.0 * tvv / norm2**1.5 - 3.0 * value * v / norm2
-        return -float(value), -(basis.T @ grad_v)
-
-    result = minimize(negative, np.zeros(2), jac=True, method="BFGS", options={"gtol": 1e-8})
-    v = start + basis @ result.x
-    u = v / np.linalg.norm(v)
-    return float(np.einsum("ijk,i,j,k->", t, u, u, u)), u
+    return _strain_constants_voigt(_piezo_cartesian(e), _elastic_voigt(stiffness))
 
 
-def piezoelectric_properties(e: Any) -> PiezoelectricProperties:
-    r"""Maximum longitudinal piezoelectric coefficient and its direction.
+def piezoelectric_properties(e: Any, *, elastic: Any = None) -> PiezoelectricProperties:
+    r"""Maximum longitudinal piezoelectric coefficient and its direction (and of d = e S).
 
     .. math::
 
@@ -514,33 +1266,39 @@ def piezoelectric_properties(e: Any) -> PiezoelectricProperties:
     the largest polarisation along :math:`u` per unit uniaxial strain along :math:`u`
     (de Jong et al. 2015). Since :math:`u \to -u` flips the sign of the cubic form, this is the
     maximum of :math:`e_{ijk} u_i u_j u_k` itself, and the returned direction has a positive
-    longitudinal coefficient.
+    longitudinal coefficient. With ``elastic``, the same for the strain constants
+    :math:`d_{ijk}` (:func:`piezoelectric_strain_constants`): ``dij_max`` is the largest
+    polarisation along :math:`u` per unit uniaxial stress along :math:`u`.
 
     Parameters
     ----------
     e : array_like ``(3, 3, 3)`` or ``(3, 6)``
         Piezoelectric stress constants :math:`e_{ijk}` (symmetric in j, k) as a Cartesian
         tensor or in Voigt form :math:`e_{iJ} = e_{ijk}` (no factors of 2), C/m^2.
+    elastic : array_like ``(3, 3, 3, 3)`` or ``(6, 6)``, optional
+        Elastic stiffness in the same Cartesian frame, GPa: adds ``d_voigt``, ``dij_max`` and
+        ``d_max_direction``.
 
     Returns
     -------
     PiezoelectricProperties
-        ``eij_max`` (float, C/m^2) and ``max_direction`` (unit vector ``(3,)``).
+        ``eij_max`` (float, C/m^2) and ``max_direction`` (unit vector ``(3,)``); with
+        ``elastic`` also ``d_voigt`` ``(3, 6)``, ``dij_max`` (pC/N) and ``d_max_direction``.
 
     Raises
     ------
     ValueError
-        If the shape is neither ``(3, 3, 3)`` nor ``(3, 6)`` or a value is not finite.
+        If a shape is wrong or a value is not finite.
 
     Notes
     -----
     The cubic form is evaluated on a deterministic Fibonacci grid of 4000 directions (mean
     spacing ~3 degrees); every well-separated grid candidate whose value is within the grid's
-    discretisation error of the best (at most 8) is then refined with BFGS on the sphere, and
-    the best local maximum is kept. The result is deterministic; when symmetry makes several
-    directions equivalent, which one is returned depends on the grid. Only the fully symmetric
-    part of :math:`e_{ijk}` contributes. For an all-zero tensor ``eij_max`` is 0 and
-    ``max_direction`` is ``nan``.
+    discretisation error of the best (at most 8) is then refined by Newton's method on the
+    sphere, and the best local maximum is kept. The result is deterministic; when symmetry
+    makes several directions equivalent, which one is returned depends on the grid. Only the
+    fully symmetric part of :math:`e_{ijk}` contributes. For an all-zero tensor ``eij_max`` is 0 and
+    ``max_direction`` is ``nan`` (likewise for d); with a singular stiffness d is ``nan``.
 
     The ``eij_max`` column of matminer's ``piezoelectric_tensor`` dataset (de Jong et al.
     2015) is not this quantity for the stored Voigt tensor: it matches (to the resolution
@@ -564,41 +1322,30 @@ def piezoelectric_properties(e: Any) -> PiezoelectricProperties:
     >>> p = piezoelectric_properties(e)
     >>> round(p.eij_max, 12), (np.round(p.max_direction, 8) + 0.0).tolist()  # + 0.0: no -0.0
     (1.0, [0.0, 0.0, 1.0])
+    >>> p = piezoelectric_properties(e, elastic=np.diag([125.0] * 3 + [50.0] * 3))
+    >>> round(p.dij_max, 9), float(p.d_voigt[2, 2])     # 1e3 / 125 pC/N
+    (8.0, 8.0)
     """
-    t = _as_float_array(e, "piezoelectric tensor")
-    if t.shape not in ((3, 3, 3), (3, 6)):
-        raise ValueError(
-            f"piezoelectric tensor must be a (3, 3, 3) Cartesian tensor or a (3, 6) Voigt "
-            f"matrix in C/m^2, got shape {t.shape}"
-        )
-    _check_finite(t, "piezoelectric tensor")
-    t = _symmetrize3(from_voigt(t) if t.shape == (3, 6) else t)
-    scale = float(np.abs(t).max())
-    if scale == 0.0:
-        return PiezoelectricProperties(eij_max=0.0, max_direction=_readonly(np.full(3, np.nan)))
-
-    grid, cubes = _sphere_grid()
-    values = cubes @ (t.ravel() / scale)
-    order = np.argsort(values)[::-1]
-    # Along a great circle u(s) with tangent w, f'' = 6 t(u, w, w) - 3 t(u, u, u), so
-    # |f''| <= 9 |t|_F; the grid point nearest the true maximum (within _COVERING) is at most
-    # 4.5 |t|_F _COVERING^2 below it, so every basin that can hold the maximum has a grid
-    # candidate within that margin of the best grid value.
-    margin = 4.5 * float(np.linalg.norm(t / scale)) * _COVERING**2
-    min_separation = np.cos(3.0 * _COVERING)
-    starts: list[np.ndarray] = []
-    for index in order:
-        if values[index] < values[order[0]] - margin or len(starts) == _MAX_STARTS:
-            break
-        u = grid[index]
-        if all(u @ s < min_separation for s in starts):
-            starts.append(u)
-
-    best_value, best_u = -np.inf, starts[0]
-    for start in starts:
-        value, u = _refine(t / scale, start)
-        if value > best_value:
-            best_value, best_u = value, u
+    t = _piezo_cartesian(e)
+    c = None if elastic is None else _elastic_voigt(elastic)
+    eij_max, direction = _longitudinal_maximum(t)
+    if c is None:
+        return PiezoelectricProperties(eij_max=eij_max, max_direction=_readonly(direction))
+    d_voigt = _strain_constants_voigt(t, c)
+    if np.isfinite(d_voigt).all():
+        dij_max, d_direction = _longitudinal_maximum(from_voigt(d_voigt / _ENGINEERING))
+    else:
+        dij_max, d_direction = float("nan"), np.full(3, np.nan)
     return PiezoelectricProperties(
-        eij_max=float(best_value * scale), max_direction=_readonly(best_u)
+        eij_max=eij_max,
+        max_direction=_readonly(direction),
+        d_voigt=_readonly(d_voigt),
+        dij_max=dij_max,
+        d_max_direction=_readonly(d_direction),
     )
+
+
+def _longitudinal_maximum(t: np.ndarray) -> tuple[float, np.ndarray]:
+    """``max |t(u, u, u)|`` over unit vectors and its direction (t(u, u, u) > 0 there)."""
+    ((value, u),) = _sphere_maxima([_symmetrize(t)])
+    return value, u
