@@ -262,7 +262,8 @@ class FeatureDomain:
                 "far-from-training",
                 f"the model's features of this structure are {distance:.2f} from the nearest "
                 f"training structure (RMS per standardised channel), farther than {share} % "
-                f"of its test materials ({self.threshold:.2f}); expect a larger error",
+                f"of its test materials ({self.threshold:.2f}): unlike what it learned from "
+                "(the model card says how this relates to its error)",
             )
         ]
 

@@ -197,14 +197,28 @@ def limits_section(checkpoint: Any, caveat: str | None, zero_mae: float | None) 
             "- `far-from-training`: the model's pooled features of the structure are farther "
             f"from every training structure than {100 * features['quantile']:.0f} % of its "
             f"{features.get('calibrated_on', 'test')} materials (RMS distance per standardised "
-            f"channel above {features['threshold']:.3g}). Measured on the test split, this flag "
-            "is a weak sign of a larger error (RESULTS.md)."
+            f"channel above {features['threshold']:.3g}). {_flag_quality(features)}"
         )
     if floor is not None:
         lines.append("- `not-physical`: see above.")
     if caveat:
         lines.append("- `model-caveat`: the caveat above, repeated in every result.")
     return [*lines, ""]
+
+
+def _flag_quality(features: dict[str, Any]) -> str:
+    """How much the far-from-training flag tells about the error, in words, from its numbers."""
+    rho = features.get("error_rank_correlation")
+    medians = features.get("median_relative_error") or {}
+    if rho is None or medians.get("flagged") is None:
+        return "How it relates to the error was not measured."
+    strength = "a useful" if rho >= 0.3 else "a weak" if rho >= 0.1 else "no"
+    return (
+        f"On the {features.get('calibrated_on', 'test')} split it is {strength} sign of a larger "
+        f"error: rank correlation of distance and relative error {rho:.2f}; median relative "
+        f"Frobenius error {100 * medians['flagged']:.0f} % for flagged structures, "
+        f"{100 * medians['others']:.0f} % for the others (network output before projection)."
+    )
 
 
 def model_card(

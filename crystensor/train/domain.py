@@ -6,7 +6,10 @@
 ``elements``  element symbols of the training split, sorted
 ``features``  :meth:`crystensor.domain.FeatureDomain.to_dict`: the training split's invariant
               descriptors of the pooled features (standardised), and the distance threshold:
-              the 95th percentile of the test split's nearest-training-neighbour distances
+              the 95th percentile of the test split's nearest-training-neighbour distances;
+              ``calibrated_on`` (the split), and how well the distance tells the error there:
+              ``error_rank_correlation`` (Spearman, distance vs relative Frobenius error of
+              the network's tensor) and ``median_relative_error`` ``{"flagged", "others"}``
 ============  ==================================================================================
 """
 
@@ -27,21 +30,37 @@ def pooled_irreps(model: torch.nn.Module) -> list[tuple[int, int, int]]:
     return [(mul, ir.l, ir.p) for mul, ir in model.backbone.irreps_out]
 
 
-@torch.no_grad()
 def descriptors(model: torch.nn.Module, dataset: Any, batch_size: int = 64) -> np.ndarray:
     """Invariant descriptors ``(len(dataset), d)`` of the model's pooled features."""
+    return _descriptors_and_errors(model, dataset, batch_size)[0]
+
+
+@torch.no_grad()
+def _descriptors_and_errors(
+    model: torch.nn.Module, dataset: Any, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Descriptors and the relative Frobenius error ``(n,)`` of the network's tensor."""
     from crystensor.train.loop import _loader
 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     irreps = pooled_irreps(model)
-    out = [
-        invariant_descriptor(model.backbone(batch.to(device)).double().cpu().numpy(), irreps)
-        for batch in _loader(dataset, batch_size)
-    ]
+    found, errors = [], []
+    for batch in _loader(dataset, batch_size):
+        batch = batch.to(device)
+        pooled = model.backbone(batch)
+        found.append(invariant_descriptor(pooled.double().cpu().numpy(), irreps))
+        out = model.head(pooled)
+        pred = out["scalar" if "scalar" in out else "cartesian"].double().cpu().numpy()
+        true = batch.y_cartesian.double().cpu().numpy().reshape(pred.shape)
+        diff = np.linalg.norm((pred - true).reshape(len(pred), -1), axis=1)
+        norm = np.linalg.norm(true.reshape(len(true), -1), axis=1)
+        errors.append(np.divide(diff, norm, out=np.full_like(diff, np.nan), where=norm > 0))
     model.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, sum(m for m, _, _ in irreps)))
+    if not found:
+        return np.zeros((0, sum(m for m, _, _ in irreps))), np.zeros(0)
+    return np.concatenate(found), np.concatenate(errors)
 
 
 def training_elements(store: Any) -> list[str]:
@@ -65,9 +84,29 @@ def model_domain(model: torch.nn.Module, dataset: Any, batch_size: int = 64) -> 
     if len(held_out) == 0:
         held_out = dataset.subset("val")
     if len(train) and len(held_out):
-        fitted = FeatureDomain.fit(
-            descriptors(model, train, batch_size), descriptors(model, held_out, batch_size)
-        )
-        domain["features"] = fitted.to_dict()
-        domain["features"]["calibrated_on"] = held_out.split
+        reference = descriptors(model, train, batch_size)
+        test, errors = _descriptors_and_errors(model, held_out, batch_size)
+        fitted = FeatureDomain.fit(reference, test)
+        domain["features"] = {
+            **fitted.to_dict(),
+            "calibrated_on": held_out.split,
+            **_error_link(fitted.distances(test), errors, fitted.threshold),
+        }
     return domain
+
+
+def _error_link(distance: np.ndarray, errors: np.ndarray, threshold: float) -> dict[str, Any]:
+    """How the distance relates to the error on the calibration split (None where undefined)."""
+    from scipy.stats import spearmanr
+
+    keep = np.isfinite(errors)
+    distance, errors = distance[keep], errors[keep]
+    flagged = distance > threshold
+    rho = spearmanr(distance, errors).statistic if len(errors) > 2 else float("nan")
+    return {
+        "error_rank_correlation": float(rho) if np.isfinite(rho) else None,
+        "median_relative_error": {
+            "flagged": float(np.median(errors[flagged])) if flagged.any() else None,
+            "others": float(np.median(errors[~flagged])) if (~flagged).any() else None,
+        },
+    }

@@ -30,3 +30,12 @@ def test_best_pt_records_the_training_domain(tiny_stores, tmp_path):
     assert result.ok and np.isfinite(result.feature_distance)
     unseen = [w for w in result.warnings if w["code"] == "unseen-element"]
     assert unseen == [] if {"Na", "Cl"} <= set(expected) else len(unseen) == 1
+
+
+def test_the_flag_quality_is_measured(tiny_stores, tmp_path):
+    train_tiny(tiny_stores["elastic"], tmp_path / "run", epochs=1)
+    features = load_checkpoint(tmp_path / "run" / "best.pt").domain["features"]
+    rho = features["error_rank_correlation"]
+    assert rho is None or -1.0 <= rho <= 1.0
+    medians = features["median_relative_error"]
+    assert medians["others"] is not None and medians["others"] > 0
