@@ -117,7 +117,8 @@ def stage_seconds(predictor, structures, batch_size: int) -> dict[str, tuple[flo
     """
     import numpy as np
 
-    from crystensor.predict import Prediction, _finish
+    from crystensor.predict import Prediction, _finish, _Job
+    from crystensor.tensors.analysis import derived_properties
     from crystensor.tensors.harmonic import from_irreps
     from crystensor.tensors.symmetry import _find_symmetry, _spglib_cell
 
@@ -129,6 +130,8 @@ def stage_seconds(predictor, structures, batch_size: int) -> dict[str, tuple[flo
         yield
         out[name] = (time.perf_counter() - wall, time.process_time() - cpu)
 
+    with stage("domain checks (distances, vacuum, elements)"):
+        [predictor.structure_warnings(s) for s in structures]
     with stage("graphs"):
         graphs = [predictor.graph(s) for s in structures]
     import torch
@@ -138,7 +141,7 @@ def stage_seconds(predictor, structures, batch_size: int) -> dict[str, tuple[flo
         torch.set_num_threads(count)
         with stage(f"network, {count} thread{'s' if count > 1 else ''}"):
             irreps = [
-                predictor.raw_irreps(graphs[i : i + batch_size])
+                predictor.forward(graphs[i : i + batch_size])[0]
                 for i in range(0, len(graphs), batch_size)
             ]
     torch.set_num_threads(threads)
@@ -147,10 +150,14 @@ def stage_seconds(predictor, structures, batch_size: int) -> dict[str, tuple[flo
         [_find_symmetry(_spglib_cell(s), 0.01, 5.0) for s in structures]
     with stage("moyo symmetry search (used)"):
         [_find_symmetry(_spglib_cell(s), 0.01, None) for s in structures]
-    with stage("moyo search + group, projection, properties"):
+    job = _Job(predictor, [], True, True, batch_size, 0.01, None)
+    with stage("moyo search + group, projection, floor, properties"):
         for s, tensor in zip(structures, raw, strict=True):
             result = Prediction("", predictor.target, predictor.kind, structure=s)
-            _finish(result, tensor, True, 0.01, None)
+            _finish(result, tensor, job)
+    with stage("derived properties alone"):
+        for tensor in raw:
+            derived_properties(tensor, predictor.kind)
     return out
 
 
