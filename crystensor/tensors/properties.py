@@ -15,7 +15,7 @@ and returns a frozen dataclass with an ``as_dict()`` for JSON:
   (:func:`piezoelectric_strain_constants`) and their maximum longitudinal coefficient;
 - :func:`born_stability_criteria`: the Mouhat & Coudert conditions of one crystal system.
 
-Only numpy and scipy are used: the elastic quantities that pymatgen's ``ElasticTensor`` also
+Only numpy is used: the elastic quantities that pymatgen's ``ElasticTensor`` also
 computes (moduli, compliance, sound velocities, Debye temperature) follow its formulas and
 constants exactly, and the tests check them against pymatgen, without its per-call overhead
 (unit conversions, object construction) on the ``crystensor predict`` path.
@@ -72,6 +72,12 @@ _NEXT, _PREV = np.array([1, 2, 0]), np.array([2, 0, 1])
 # Engineering factor of each Voigt index: the Voigt compliance (and strain) carry a 2 per shear
 # index, S_IJ = f_I f_J S_ijkl.
 _ENGINEERING = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
+# The CODATA constants of scipy.constants, which pymatgen uses (hbar = h / 2 pi with the exact
+# SI h; the atomic mass constant of CODATA 2022), written out because importing scipy.constants
+# adds 0.06 s to `crystensor predict`'s start-up; a test checks them against scipy.
+_HBAR = 6.62607015e-34 / (2 * np.pi)  # J s
+_BOLTZMANN = 1.380649e-23  # J / K
+_ATOMIC_MASS = 1.66053906892e-27  # kg
 #: Crystal systems understood by :func:`born_stability_criteria` ("rhombohedral" is read as
 #: "trigonal").
 CRYSTAL_SYSTEMS: tuple[str, ...] = (
@@ -559,14 +565,9 @@ def _acoustic_properties(
     """Density (g/cm^3), sound velocities (m/s) and Debye temperature (K), as pymatgen's
     ``ElasticTensor.long_v`` / ``trans_v`` / ``debye_temperature`` (same formulas, constants
     and order of operations)."""
-    from scipy import constants
-
     n_sites = len(structure)
     composition = structure.composition
-    weight = (
-        float(composition.weight)
-        * constants.physical_constants["atomic mass unit-kilogram relationship"][0]
-    )
+    weight = float(composition.weight) * _ATOMIC_MASS  # kg
     volume = structure.volume * 1e-30  # m^3
     mass_density = n_sites * weight / (composition.num_atoms * volume)  # kg/m^3
     out = {"density": mass_density / 1000.0}
@@ -577,7 +578,7 @@ def _acoustic_properties(
     vl = (1e9 * (k_vrh + 4 / 3 * g_vrh) / mass_density) ** 0.5
     vm = 3 ** (1 / 3) * (1 / vl**3 + 2 / vt**3) ** (-1 / 3)
     v0 = volume / n_sites
-    debye = constants.hbar / constants.k * vm * (6 * np.pi**2 / v0) ** (1 / 3)
+    debye = _HBAR / _BOLTZMANN * vm * (6 * np.pi**2 / v0) ** (1 / 3)
     return {
         **out,
         "longitudinal_velocity": float(vl),

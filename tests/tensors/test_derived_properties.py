@@ -119,6 +119,16 @@ def test_values_agree_with_pymatgen(voigt, structure):
     assert p.youngs_modulus_xyz is None
 
 
+def test_constants_are_scipys():
+    """Written out in properties.py (importing scipy.constants is slow); pymatgen uses scipy's."""
+    from scipy import constants
+
+    assert properties._HBAR == constants.hbar
+    assert properties._BOLTZMANN == constants.k
+    amu = constants.physical_constants["atomic mass unit-kilogram relationship"][0]
+    assert properties._ATOMIC_MASS == amu
+
+
 def test_silicon_numbers():
     """Si: the textbook numbers (E<100> = 130 GPa, E<111> = 188 GPa, Theta_D ~ 650 K)."""
     p = elastic_properties(SILICON, structure=silicon(), crystal_system="cubic")
