@@ -262,11 +262,11 @@ def read_inputs(
 
 
 def _read_file(path: str | os.PathLike) -> list[tuple[str, Any]]:
-    from crystensor.io.structures import read_structures
+    from crystensor.io.structures import read_frames
 
     name = "stdin" if str(path) == "-" else str(path)
     try:
-        frames = read_structures(path)
+        frames = read_frames(path)
     except InputError as err:
         return [(name, err)]
     if len(frames) == 1:
@@ -283,7 +283,7 @@ def _is_single(item: Any) -> bool:
 def _as_structure(item: Any) -> Structure:
     from pymatgen.core import IStructure
 
-    from crystensor.io.structures import atoms_to_structure, check_ordered
+    from crystensor.io.structures import atoms_to_structure, check_cell, check_ordered
 
     ase = sys.modules.get("ase")  # an Atoms exists only if ASE was imported: no need to here
     if isinstance(item, IStructure):
@@ -296,6 +296,7 @@ def _as_structure(item: Any) -> Structure:
             "Atoms or a path to a structure file"
         )
     check_ordered(structure, structure.composition.reduced_formula)
+    check_cell(structure, structure.composition.reduced_formula)
     return structure
 
 
@@ -523,22 +524,39 @@ class Predictor:
             backbone), or an atom with no neighbour in the cutoff.
         """
         from crystensor.data.dataset import _graph_tensors
+        from crystensor.data.graph import IsolatedAtomError, build_graph
+
+        self.check_structure(structure)
+        f = self.featurization
+        try:
+            graph = build_graph(
+                structure,
+                float(f["cutoff"]),
+                auto_extend=bool(f.get("auto_cutoff", False)),
+                max_cutoff=float(f.get("max_cutoff") or 10.0),
+            )
+        except IsolatedAtomError as err:
+            raise InputError(
+                f"{str(err).split('; raise --cutoff')[0]}; the model was trained on graphs with "
+                f"a {float(f['cutoff']):g} A cutoff, so this atom sees nothing (is the cell or "
+                "its scale right?)"
+            ) from None
+        return SimpleNamespace(**_graph_tensors(graph, self.dtype), num_nodes=graph.num_nodes)
+
+    def check_structure(self, structure: Structure) -> None:
+        """Refuse what the model cannot take: no sites, or elements outside its features.
+
+        Raises
+        ------
+        InputError
+        """
         from crystensor.data.elements import check_species
-        from crystensor.data.graph import build_graph
 
         if len(structure) == 0:
             raise InputError("the structure has no sites")
         check_species(structure.species)
         if self._check_backbone_species is not None:
             self._check_backbone_species(np.array([site.specie.Z for site in structure]))
-        f = self.featurization
-        graph = build_graph(
-            structure,
-            float(f["cutoff"]),
-            auto_extend=bool(f.get("auto_cutoff", False)),
-            max_cutoff=float(f.get("max_cutoff") or 10.0),
-        )
-        return SimpleNamespace(**_graph_tensors(graph, self.dtype), num_nodes=graph.num_nodes)
 
     def raw_irreps(self, graphs: list[Any]) -> np.ndarray:
         """Model output ``(len(graphs), kind.dim)``, float64, for graphs from :meth:`graph`.
@@ -632,10 +650,13 @@ class _Job:
         for n, i in enumerate(indices, 1):
             result = self.results[i]
             try:
+                self.predictor.check_structure(result.structure)
                 result.warnings = self.predictor.structure_warnings(result.structure)
                 pending.append((i, self.predictor.graph(result.structure)))
             except InputError as err:
                 result.error = str(err)
+            except Exception as err:  # one structure never stops the others
+                result.error = _internal(err)
             if len(pending) == self.batch_size or (n == len(indices) and pending):
                 self._run_batch(pending)
                 pending = []
@@ -643,6 +664,16 @@ class _Job:
                     progress(done + n, len(self.results))
 
     def _run_batch(self, pending: list[tuple[int, Any]]) -> None:
+        try:
+            self._predict_batch(pending)
+        except Exception as err:  # a failed batch: each structure alone
+            if len(pending) == 1:
+                self.results[pending[0][0]].error = _internal(err)
+                return
+            for item in pending:
+                self._run_batch([item])
+
+    def _predict_batch(self, pending: list[tuple[int, Any]]) -> None:
         from crystensor.tensors.harmonic import from_irreps
 
         raw, distances = self.predictor.forward([g for _, g in pending])
@@ -654,7 +685,10 @@ class _Job:
             if distances is not None:
                 result.feature_distance = float(distances[n])
                 result.warnings.extend(w.as_dict() for w in domain.warning(distances[n]))
-            _finish(result, tensor, self)
+            try:
+                _finish(result, tensor, self)
+            except Exception as err:  # one structure never stops the others
+                result.error = _internal(err)
 
 
 # -- many structures: one process per core ----------------------------------------------------
@@ -896,6 +930,14 @@ def _symmetrize_and_derive(result: Prediction, raw: np.ndarray, job: _Job) -> No
     result.space_group_number = group.space_group_number
     result.symmetry_violation = symmetry.symmetry_violation(raw, group)
     result.properties = derived_properties(result.tensor, kind)
+
+
+def _internal(err: Exception) -> str:
+    log.debug("internal error", exc_info=err)
+    return (
+        f"internal error ({type(err).__name__}: {str(err)[:200]}); please report it with this "
+        "structure (-vv shows the traceback)"
+    )
 
 
 def _adjustment_warning(adjustment: Any, kind: TensorKind, applied: bool) -> dict[str, str]:

@@ -19,6 +19,8 @@ import warnings
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+import numpy as np
+
 from crystensor.errors import InputError
 
 if TYPE_CHECKING:
@@ -49,11 +51,60 @@ def read_structure(path: str | Path) -> Structure:
         The file is missing or unreadable as a structure, holds partial occupancies (disordered
         sites cannot be turned into a graph), or has no periodic cell.
     """
-    from pymatgen.core import Structure
 
     p = Path(path)
     if not p.is_file():
         raise InputError(f"structure file {str(p)!r} does not exist; check the path")
+    try:
+        structure = _read_any(p)
+    except np.linalg.LinAlgError:  # pymatgen inverts the lattice while building the structure
+        raise InputError(
+            f"{p.name}: the lattice vectors are linearly dependent (the cell has no volume); "
+            "fix the lattice"
+        ) from None
+    check_ordered(structure, p.name)
+    check_cell(structure, p.name)
+    return structure
+
+
+def check_cell(structure: Structure, where: str) -> None:
+    """Refuse non-finite numbers, a cell without volume and unknown element symbols.
+
+    Raises
+    ------
+    InputError
+        Naming what is wrong and where.
+    """
+    from pymatgen.core import Element
+
+    matrix = structure.lattice.matrix
+    if not np.all(np.isfinite(matrix)):
+        raise InputError(f"{where}: the lattice vectors are not finite numbers (nan or inf)")
+    bad = [i for i, site in enumerate(structure) if not np.all(np.isfinite(site.coords))]
+    if bad:
+        raise InputError(
+            f"{where}: atom {bad[0]} has coordinates that are not finite numbers (nan or inf)"
+            + (f", and {len(bad) - 1} more" if len(bad) > 1 else "")
+        )
+    lengths = np.linalg.norm(matrix, axis=1)
+    volume = abs(float(np.linalg.det(matrix)))
+    if volume <= 1e-6 * float(np.prod(lengths)) or volume < 1e-3:
+        raise InputError(
+            f"{where}: the lattice vectors are (nearly) linearly dependent (cell volume "
+            f"{volume:.3g} A^3 for vectors of {', '.join(f'{x:.3g}' for x in lengths)} A); fix "
+            "the lattice"
+        )
+    for site in structure:
+        for specie in site.species:
+            if not isinstance(getattr(specie, "element", specie), Element):
+                symbol = getattr(specie, "symbol", str(specie))
+                raise InputError(f"{where}: {symbol!r} is not a chemical element symbol")
+
+
+def _read_any(p: Path) -> Structure:
+    """The structure of ``p`` (pymatgen, then ASE, then a POSCAR parse), unchecked."""
+    from pymatgen.core import Structure
+
     structure = _read_poscar(p) if _is_poscar_name(p) else None
     if structure is None:
         with warnings.catch_warnings(record=True) as caught:
@@ -65,7 +116,6 @@ def read_structure(path: str | Path) -> Structure:
                 structure = _read_with_ase_or_poscar(p, first)
         for warning in caught:  # pymatgen's CIF parser is chatty; the user sees them with -vv
             log.debug("%s: %s", p.name, warning.message)
-    check_ordered(structure, p.name)
     return structure
 
 
@@ -163,8 +213,11 @@ def _read_with_ase_or_poscar(p: Path, first: Exception) -> Structure:
     try:
         return Structure.from_str(p.read_text(), fmt="poscar")
     except Exception:
+        reason = str(first) or type(first).__name__
+        if isinstance(first, IndexError | StopIteration):
+            reason = f"the file ends too early: truncated? ({reason})"
         raise InputError(
-            f"cannot read a crystal structure from {p.name} ({first}); give a POSCAR, CIF, "
+            f"cannot read a crystal structure from {p.name} ({reason}); give a POSCAR, CIF, "
             "vasprun.xml or extended XYZ file"
         ) from None
 
@@ -231,6 +284,56 @@ def read_structures(path: str | Path) -> list[Structure]:
     return [atoms_to_structure(atoms, f"{p.name} frame {i}") for i, atoms in enumerate(frames)]
 
 
+def read_frames(path: str | Path) -> list[Structure | InputError]:
+    """Like :func:`read_structures`, but a bad frame is returned as its error, not raised.
+
+    Each structure is checked (:func:`check_ordered`, :func:`check_cell`), so one frame
+    without a periodic cell, with nan coordinates or a flat cell does not cost the others.
+
+    Raises
+    ------
+    InputError
+        When the file as a whole cannot be read.
+    """
+    if str(path) == "-" or not _is_multi_frame(Path(path)):
+        return [_checked(lambda: read_structures(path)[0])]
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"structure file {str(p)!r} does not exist; check the path")
+    from ase.io import read
+
+    try:
+        frames = read(p, index=":")
+    except Exception as err:  # ASE raises many types for a malformed file
+        raise InputError(f"cannot read extended XYZ frames from {p.name} ({err})") from None
+    if not frames:
+        raise InputError(f"{p.name} holds no frames")
+    out = []
+    for i, atoms in enumerate(frames):
+        where = f"{p.name} frame {i}"
+        out.append(_checked(lambda a=atoms, w=where: _frame(a, w)))
+    return out
+
+
+def _frame(atoms: Any, where: str) -> Structure:
+    try:
+        structure = atoms_to_structure(atoms, where)
+    except np.linalg.LinAlgError:
+        raise InputError(f"{where}: the lattice vectors are linearly dependent") from None
+    check_ordered(structure, where)
+    check_cell(structure, where)
+    return structure
+
+
+def _checked(read: Any) -> Structure | InputError:
+    try:
+        return read()
+    except InputError as err:
+        return err
+    except np.linalg.LinAlgError:
+        return InputError("the lattice vectors are linearly dependent (no volume); fix the lattice")
+
+
 def _read_stdin() -> Structure:
     from pymatgen.core import Structure
 
@@ -246,4 +349,5 @@ def _read_stdin() -> Structure:
         except Exception as err:
             raise InputError(f"cannot read a POSCAR from standard input ({err})") from None
     check_ordered(structure, "stdin")
+    check_cell(structure, "stdin")
     return structure
