@@ -123,6 +123,9 @@ class Prediction:
     feature_distance : float or None
         Distance of the structure's pooled features from the nearest training structure (see
         :class:`crystensor.domain.FeatureDomain`); None if the model has no reference.
+    elastic : array ``(3, 3, 3, 3)`` or None
+        For a piezoelectric prediction with an elastic model: the elastic tensor (GPa) that
+        gave the strain constants d = e S in ``properties``.
     point_group, crystal_system, space_group : str or None
         Hermann-Mauguin symbols and lowercase system, found with ``symprec``.
     space_group_number : int or None
@@ -147,6 +150,7 @@ class Prediction:
     adjustment: dict[str, Any] | None = None
     warnings: list[dict[str, str]] = field(default_factory=list)
     feature_distance: float | None = None
+    elastic: np.ndarray | None = None
     point_group: str | None = None
     crystal_system: str | None = None
     space_group: str | None = None
@@ -208,6 +212,7 @@ class Prediction:
             "adjustment": self.adjustment,
             "warnings": self.warnings,
             "feature_distance": self.feature_distance,
+            **({} if self.elastic is None else {"elastic_voigt": _voigt66(self.elastic)}),
             "properties": self.properties,
             "structure": self.structure.as_dict(),
         }
@@ -594,13 +599,47 @@ class Predictor:
         symprec: float = 0.01,
         angle_tolerance: float | None = None,
         progress: Callable[[int, int], None] | None = None,
+        elastic: Predictor | None = None,
     ) -> list[Prediction]:
-        """One :class:`Prediction` per structure, in input order (see :func:`predict_results`)."""
-        import torch
+        """One :class:`Prediction` per structure, in input order (see :func:`predict_results`).
 
+        ``elastic``: for a piezoelectric model, an elastic model whose (reported) tensor of the
+        same structure gives the strain constants d = e S among the derived properties.
+        """
         if batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
         entries = read_inputs(structures)
+        options = dict(
+            symmetrize=symmetrize,
+            physical=physical,
+            batch_size=batch_size,
+            symprec=symprec,
+            angle_tolerance=angle_tolerance,
+        )
+        stiffness = None
+        if elastic is not None:
+            if self.kind.name != "piezoelectric" or elastic.kind.name != "elastic":
+                raise InputError(
+                    "an elastic model goes with a piezoelectric one (for d = e S); "
+                    f"got {elastic.target!r} with {self.target!r}"
+                )
+            stiffness = elastic._predict_entries(entries, **options)
+        return self._predict_entries(entries, **options, progress=progress, stiffness=stiffness)
+
+    def _predict_entries(
+        self,
+        entries: list[tuple[str, Any]],
+        *,
+        symmetrize: bool,
+        physical: bool,
+        batch_size: int,
+        symprec: float,
+        angle_tolerance: float | None,
+        progress: Callable[[int, int], None] | None = None,
+        stiffness: list[Prediction] | None = None,
+    ) -> list[Prediction]:
+        import torch
+
         results = [Prediction(name, self.target, self.kind) for name, _ in entries]
         todo = []
         for i, (_, item) in enumerate(entries):
@@ -610,6 +649,7 @@ class Predictor:
                 results[i].structure = item
                 todo.append(i)
         job = _Job(self, results, symmetrize, physical, batch_size, symprec, angle_tolerance)
+        job.stiffness = stiffness
         done = len(entries) - len(todo)
         processes = _processes(len(todo), self.device)
         if processes > 1:
@@ -638,6 +678,8 @@ class _Job:
     batch_size: int
     symprec: float
     angle_tolerance: float | None
+    # elastic predictions of the same structures, for a piezoelectric model's d = e S
+    stiffness: list[Prediction] | None = None
 
     def run(
         self,
@@ -686,7 +728,7 @@ class _Job:
                 result.feature_distance = float(distances[n])
                 result.warnings.extend(w.as_dict() for w in domain.warning(distances[n]))
             try:
-                _finish(result, tensor, self)
+                _finish(result, tensor, self, i)
             except Exception as err:  # one structure never stops the others
                 result.error = _internal(err)
 
@@ -889,13 +931,16 @@ def _named_warnings(name: str) -> Iterator[None]:
             logger.removeFilter(add_name)
 
 
-def _finish(result: Prediction, raw: np.ndarray, job: _Job) -> None:
-    """Point group, projections and derived properties of one raw prediction (in place)."""
+def _finish(result: Prediction, raw: np.ndarray, job: _Job, index: int | None = None) -> None:
+    """Point group, projections and derived properties of one raw prediction (in place);
+    ``index``: of ``result`` in ``job.results`` (needed with ``job.stiffness``)."""
     with _named_warnings(result.name):
-        _symmetrize_and_derive(result, raw, job)
+        _symmetrize_and_derive(result, raw, job, index)
 
 
-def _symmetrize_and_derive(result: Prediction, raw: np.ndarray, job: _Job) -> None:
+def _symmetrize_and_derive(
+    result: Prediction, raw: np.ndarray, job: _Job, index: int | None
+) -> None:
     from crystensor.tensors import symmetry
     from crystensor.tensors.analysis import derived_properties
     from crystensor.tensors.physical import make_physical, shift_to_floor
@@ -929,7 +974,35 @@ def _symmetrize_and_derive(result: Prediction, raw: np.ndarray, job: _Job) -> No
     result.space_group = group.space_group_symbol
     result.space_group_number = group.space_group_number
     result.symmetry_violation = symmetry.symmetry_violation(raw, group)
-    result.properties = derived_properties(result.tensor, kind)
+    elastic = None
+    if job.stiffness is not None:
+        partner = job.stiffness[index]
+        elastic = partner.tensor if partner.ok else None
+        result.elastic = elastic
+        if partner.ok:
+            notes = [w for w in partner.warnings if w["code"] != "model-caveat"]
+            result.warnings.extend(
+                {"code": f"elastic-{w['code']}", "message": f"elastic model: {w['message']}"}
+                for w in notes
+            )
+        else:
+            result.warnings.append(
+                {"code": "no-elastic", "message": f"no d = e S: {partner.error}"}
+            )
+    result.properties = derived_properties(
+        result.tensor,
+        kind,
+        target=result.target,
+        structure=result.structure,
+        crystal_system=group.crystal_system,
+        elastic=elastic,
+    )
+
+
+def _voigt66(elastic: np.ndarray) -> list:
+    from crystensor.tensors.kinds import get_kind
+
+    return get_kind("elastic").to_voigt(elastic).tolist()
 
 
 def _internal(err: Exception) -> str:

@@ -660,3 +660,20 @@ def test_example_structures_have_the_documented_symmetry(predictors):
     by_name = {Path(r.name).name: r for r in results}
     assert by_name["BaTiO3-mp-5986.POSCAR"].properties["eij_max"] > 0
     assert np.all(by_name["ZrO2-mp-2858.POSCAR"].tensor == 0.0)  # 2/m is centrosymmetric
+
+
+def test_refractive_index_only_for_the_electronic_tensor(tmp_path, predictors):
+    static = load_predictor(model=make_checkpoint(tmp_path / "eps.pt", "dielectric"))
+    (eps0,) = static.predict_results([silicon()])
+    (eps_inf,) = predictors["dielectric-electronic"].predict_results([silicon()])
+    assert "refractive_index" not in eps0.properties
+    assert eps_inf.properties["refractive_index"] >= 1.0  # eigenvalues >= 1 after the floor
+    assert "eigenvalues" in eps0.properties
+
+
+def test_elastic_properties_use_the_structure_and_its_crystal_system(predictors):
+    (c,) = predictors["elastic"].predict_results([silicon()])
+    props = c.properties
+    assert props["born_stable"] and c.crystal_system == "cubic"
+    for key in ("debye_temperature", "pugh_ratio"):
+        assert key in props and np.isfinite(props[key]), key

@@ -115,6 +115,22 @@ def predict(
             dir_okay=False,
         ),
     ] = None,
+    with_elastic: Annotated[
+        bool,
+        typer.Option(
+            "--with-elastic",
+            help="With a piezoelectric model: also predict the elastic tensor (the shipped "
+            "elastic model, or --elastic-model) and report the strain constants d = e S (pC/N).",
+        ),
+    ] = False,
+    elastic_model: Annotated[
+        Path | None,
+        typer.Option(
+            "--elastic-model",
+            help="The elastic checkpoint for --with-elastic (implies it).",
+            dir_okay=False,
+        ),
+    ] = None,
     model_info: Annotated[
         bool, typer.Option("--model-info", help="Show the model card of the model and stop.")
     ] = False,
@@ -156,6 +172,16 @@ def predict(
     if not structures:
         raise InputError("give at least one structure file, a directory, or - for stdin")
     predictor = load_predictor(name, model, device=device)
+    elastic = None
+    if with_elastic or elastic_model is not None:
+        if predictor.kind.name != "piezoelectric":
+            raise InputError(
+                f"--with-elastic is for piezoelectric models (d = e S); {predictor.source} "
+                f"predicts {predictor.target}"
+            )
+        elastic = load_predictor("elastic" if elastic_model is None else None, elastic_model)
+        if elastic.kind.name != "elastic":
+            raise InputError(f"--elastic-model {elastic_model} predicts {elastic.target}")
     if raw:
         symmetrize = physical = False
     with _ProgressBar() as progress:
@@ -167,6 +193,7 @@ def predict(
             symprec=symprec,
             angle_tolerance=angle_tolerance,
             progress=progress,
+            elastic=elastic,
         )
     render = {Format.json: _json_text, Format.csv: _csv_text, Format.table: _tables}[fmt]
     _emit(render(results, predictor, symprec), output)

@@ -282,3 +282,18 @@ def test_importing_the_command_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_with_elastic_reports_d_equal_e_times_compliance(tmp_path, model, piezo_model):
+    data = run_json(str(ZNO), "-m", str(piezo_model), "--elastic-model", str(model))
+    (result,) = data["results"]
+    e = np.array(result["voigt"])  # (3, 6)
+    c = np.array(result["elastic_voigt"])  # (6, 6), GPa
+    d = np.array(result["properties"]["d_voigt"])  # pC/N, shear columns doubled
+    s = np.linalg.inv(c)  # Voigt compliance (engineering shear strains): d = e S
+    np.testing.assert_allclose(d, 1e3 * e @ s, rtol=1e-6, atol=1e-9 * np.abs(d).max())
+    assert result["properties"]["units"]["d_voigt"] == "pC/N"
+    plain = run_json(str(ZNO), "-m", str(piezo_model))["results"][0]
+    assert "d_voigt" not in plain["properties"] and "elastic_voigt" not in plain
+    wrong = run(str(ZNO), "-m", str(model), "--with-elastic")
+    assert wrong.exit_code == 2 and "for piezoelectric models" in wrong.output
