@@ -116,3 +116,34 @@ def test_shipped_elastic_model_is_near_dft_for_the_examples():
     }
     assert max(errors.values()) < 0.3, errors
     assert np.mean(list(errors.values())) < 0.2, errors
+
+
+def test_shipped_models_flag_the_cases_of_issue_14():
+    """The failing cases built in code, on the shipped models: each gets its warning."""
+    from pymatgen.core import Lattice, Structure
+
+    from crystensor.tensors.physical import make_physical
+
+    elastic = load_predictor("elastic")
+    h2 = Structure(Lattice.cubic(20), ["H", "H"], [[0, 0, 0], [0.74 / 20, 0, 0]])
+    argon = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.26), ["Ar"], [[0, 0, 0]])
+    c = 3.12 + 20.0
+    layer = Structure(
+        Lattice.hexagonal(3.19, c),
+        ["Mo", "S", "S"],
+        [[1 / 3, 2 / 3, 0.5], [2 / 3, 1 / 3, 0.5 + 1.56 / c], [2 / 3, 1 / 3, 0.5 - 1.56 / c]],
+    )
+    cu = Structure(Lattice.cubic(3.6), ["Cu", "Cu"], [[0, 0, 0], [0.03 / 3.6, 0, 0]])
+    pi2 = Path(__file__).resolve().parents[1] / "examples" / "structures" / "PI2-mp-29443.POSCAR"
+    results = elastic.predict_results([h2, argon, layer, cu, pi2])
+    codes = [{w["code"] for w in r.warnings} for r in results]
+    assert {"vacuum-gap", "far-from-training"} <= codes[0]
+    assert "unseen-element" in codes[1]
+    assert "vacuum-gap" in codes[2]
+    assert not results[3].ok and "overlapping" in results[3].error
+    assert "not-physical" in codes[4] and results[4].adjustment["smallest_before"] < 0
+    for r in results:
+        if r.ok:  # every reported tensor is stable: nothing left below the floor
+            _, adjustment = make_physical(r.tensor, r.kind)
+            assert not adjustment.changed and r.properties["born_stable"]
+            assert r.properties["k_vrh"] > 0
