@@ -227,14 +227,15 @@ def _looks_like_structure(path: Path) -> bool:
 
 
 def read_inputs(
-    structures: StructureInput | Iterable[StructureInput],
+    structures: StructureInput | Iterable[StructureInput], *, recursive: bool = True
 ) -> list[tuple[str, Any]]:
     """Expand the inputs into ``(name, Structure)`` pairs, in order.
 
     Files with several frames give several pairs; a directory gives the structure files in it
     (POSCAR/CONTCAR/vasprun names, ``.vasp``, ``.cif``, ``.xyz``, ``.extxyz``, optionally
-    ``.gz``), sorted by name. An input that cannot be read becomes ``(name, InputError)``
-    instead of stopping the others.
+    ``.gz``) and, with ``recursive``, in its subdirectories (one folder per calculation),
+    sorted by path; hidden files and folders are skipped. An input that cannot be read becomes
+    ``(name, InputError)`` instead of stopping the others.
 
     Returns
     -------
@@ -247,9 +248,7 @@ def read_inputs(
         if isinstance(item, str | os.PathLike):
             path = Path(item)
             if str(item) != "-" and path.is_dir():
-                files = sorted(
-                    p for p in path.iterdir() if p.is_file() and _looks_like_structure(p)
-                )
+                files = _structure_files(path, recursive)
                 if not files:
                     out.append((str(path), InputError(f"no structure files in directory {path}")))
                 for p in files:
@@ -264,6 +263,17 @@ def read_inputs(
                 continue
             out.append((structure.composition.reduced_formula, structure))
     return out
+
+
+def _structure_files(folder: Path, recursive: bool) -> list[Path]:
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        p
+        for p in found
+        if p.is_file()
+        and _looks_like_structure(p)
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def _read_file(path: str | os.PathLike) -> list[tuple[str, Any]]:
@@ -600,6 +610,7 @@ class Predictor:
         angle_tolerance: float | None = None,
         progress: Callable[[int, int], None] | None = None,
         elastic: Predictor | None = None,
+        recursive: bool = True,
     ) -> list[Prediction]:
         """One :class:`Prediction` per structure, in input order (see :func:`predict_results`).
 
@@ -608,7 +619,7 @@ class Predictor:
         """
         if batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
-        entries = read_inputs(structures)
+        entries = read_inputs(structures, recursive=recursive)
         options = dict(
             symmetrize=symmetrize,
             physical=physical,

@@ -115,6 +115,14 @@ def predict(
             dir_okay=False,
         ),
     ] = None,
+    recursive: Annotated[
+        bool,
+        typer.Option(
+            "--recursive/--no-recursive",
+            help="Search directories and their subdirectories (one folder per calculation) for "
+            "structure files, or only the directory itself.",
+        ),
+    ] = True,
     with_elastic: Annotated[
         bool,
         typer.Option(
@@ -194,6 +202,7 @@ def predict(
             angle_tolerance=angle_tolerance,
             progress=progress,
             elastic=elastic,
+            recursive=recursive,
         )
     render = {Format.json: _json_text, Format.csv: _csv_text, Format.table: _tables}[fmt]
     _emit(render(results, predictor, symprec), output)

@@ -121,3 +121,15 @@ def test_an_internal_error_stays_with_its_structure(model):
     assert [r.ok for r in results] == [True, False, True]
     assert "internal error (RuntimeError: boom)" in results[1].error
     assert "please report" in results[1].error
+
+
+def test_directories_are_searched_recursively(tmp_path, model):
+    for name in ("a", "b/deeper", ".hidden"):
+        (tmp_path / name).mkdir(parents=True)
+        nacl().to(filename=str(tmp_path / name / "POSCAR"), fmt="poscar")
+    (tmp_path / "b" / "notes.txt").write_text("not a structure")
+    data = json.loads(run(str(tmp_path), "-m", str(model), "-f", "json").stdout)
+    found = [str(Path(r["source"]).relative_to(tmp_path)) for r in data["results"]]
+    assert found == ["a/POSCAR", "b/deeper/POSCAR"] and data["errors"] == []
+    flat = run(str(tmp_path), "-m", str(model), "-f", "json", "--no-recursive")
+    assert flat.exit_code == 2 and "no structure files in directory" in flat.output
