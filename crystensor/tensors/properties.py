@@ -68,7 +68,6 @@ _COVERING = 3.0 / np.sqrt(_N_SPHERE)
 _MAX_STARTS = 8
 # Newton iterations of the refinement (it converges in ~5 from a grid point).
 _MAX_NEWTON = 30
-_NEXT, _PREV = np.array([1, 2, 0]), np.array([2, 0, 1])
 # Engineering factor of each Voigt index: the Voigt compliance (and strain) carry a 2 per shear
 # index, S_IJ = f_I f_J S_ijkl.
 _ENGINEERING = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
@@ -111,6 +110,8 @@ _CLASS_I_TOLERANCE = 1e-9
 def _json_value(value: Any) -> Any:
     """Convert a field value to plain JSON types (non-finite floats become None)."""
     if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f" and np.isfinite(value).all():
+            return value.tolist()
         return [_json_value(v) for v in value.tolist()]
     if isinstance(value, list | tuple):
         return [_json_value(v) for v in value]
@@ -206,45 +207,62 @@ def _sphere_grid() -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=2)
-def _sphere_monomials(rank: int) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray]:
-    """The distinct monomials of degree ``rank`` on the grid of :func:`_sphere_grid`.
+def _search_grid(rank: int) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...], np.ndarray]:
+    """The grid points searched for a form of degree ``rank`` and their distinct monomials.
 
-    Returns ``(monomials (N, m), index, counts (m,))``: for a fully symmetric tensor t,
-    ``t(u, ..., u) = monomials @ (t[index] * counts)`` (m = 10 for rank 3, 15 for rank 4).
+    Returns ``(points (N, 3), monomials (N, m), index, counts (m,))``: for a fully symmetric
+    tensor t, ``t(u, ..., u) = monomials @ (t[index] * counts)`` (m = 10 for rank 3, 15 for
+    rank 4). For an even rank, u and -u give the same value, so only the points with
+    z > -``_COVERING`` are kept: every direction or its opposite has z >= 0, and its nearest
+    grid point is then among them.
     """
     u, _ = _sphere_grid()
+    if rank % 2 == 0:
+        u = u[u[:, 2] > -_COVERING]
     combos = np.array(list(combinations_with_replacement(range(3), rank)))  # (m, rank)
     monomials = np.prod(u[:, combos], axis=2)  # (N, m)
     counts = np.array([len(set(permutations(c))) for c in combos.tolist()], dtype=np.float64)
     monomials.flags.writeable = False
-    return monomials, tuple(combos.T), counts
+    return u, monomials, tuple(combos.T), counts
+
+
+@lru_cache(maxsize=4)
+def _index_permutations(rank: int) -> np.ndarray:
+    """``(rank!, 3**rank)``: row r gives, for each flat index, the flat index of the same
+    component with the indices permuted by the r-th permutation."""
+    flat = np.arange(3**rank).reshape((3,) * rank)
+    return np.stack([np.transpose(flat, p).ravel() for p in permutations(range(rank))])
 
 
 def _symmetrize(t: np.ndarray) -> np.ndarray:
     """Average of a tensor over all permutations of its indices (its fully symmetric part)."""
-    perms = list(permutations(range(t.ndim)))
-    return sum(np.transpose(t, p) for p in perms) / len(perms)
+    return t.ravel()[_index_permutations(t.ndim)].mean(axis=0).reshape(t.shape)
 
 
 def _contract_batch(t: np.ndarray, u: np.ndarray, n: int) -> np.ndarray:
     """``t_k(., ..., u_k, ..., u_k)`` for stacked tensors ``t`` (k, 3, ..., 3) and vectors ``u``
     (k, 3): the last ``n`` indices contracted; shape ``(k, 3, ..., 3)`` of rank ``t.ndim-1-n``."""
     for _ in range(n):
-        t = np.einsum("k...i,ki->k...", t, u)
+        t = (t.reshape(len(u), -1, 3) @ u[:, :, None]).reshape(t.shape[:-1])
     return t
 
 
 def _tangent_bases(u: np.ndarray) -> np.ndarray:
-    """Orthonormal bases ``(k, 3, 2)`` of the tangent planes at the unit vectors ``u`` (k, 3)."""
-    axis = np.eye(3)[np.abs(u).argmin(axis=1)]  # the coordinate axis least parallel to u
-    b1 = _cross(u, axis)
-    b1 /= np.sqrt(np.einsum("ki,ki->k", b1, b1))[:, None]
-    return np.stack([b1, _cross(u, b1)], axis=2)
+    """Orthonormal bases ``(k, 3, 2)`` of the tangent planes at the unit vectors ``u`` (k, 3).
 
-
-def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cross product of ``(k, 3)`` arrays (np.cross costs more in its checks)."""
-    return a[:, _NEXT] * b[:, _PREV] - a[:, _PREV] * b[:, _NEXT]
+    The first two columns of the rotation taking z to w = +-u (the sign that makes w_z >= 0;
+    u and -u share the tangent plane), which is regular for w_z >= 0.
+    """
+    w = np.where(u[:, 2:] < 0.0, -u, u)
+    x, y, z = w[:, 0], w[:, 1], w[:, 2]
+    d = 1.0 / (1.0 + z)
+    basis = np.empty((len(u), 3, 2))
+    basis[:, 0, 0] = 1.0 - x * x * d
+    basis[:, 1, 0] = basis[:, 0, 1] = -x * y * d
+    basis[:, 2, 0] = -x
+    basis[:, 1, 1] = 1.0 - y * y * d
+    basis[:, 2, 1] = -y
+    return basis
 
 
 def _refine(t: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -253,30 +271,38 @@ def _refine(t: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``t`` stacks one fully symmetric tensor of rank p per start, ``(k, 3, ..., 3)``, each
     scaled to max |t_k| = 1. Riemannian Newton iteration, all starts at once: in the tangent
     plane at u (basis B) the gradient is p B^T t(u^{p-1}) and the Hessian
-    B^T [p(p-1) t(u^{p-2})] B - p f I; its eigenvalues are capped below zero (so that every
-    step ascends, also along the flat directions of a ring of maxima, as for a transversely
-    isotropic tensor), the step is limited to 0.2 rad, and u is renormalised. Near a
-    non-degenerate maximum this converges quadratically.
+    B^T [p(p-1) t(u^{p-2})] B - p f I. Where that Hessian is not negative definite it is
+    shifted until it is (so that every step ascends, also along the flat directions of a ring
+    of maxima, as for a transversely isotropic tensor); the step is limited to 0.2 rad and u
+    is renormalised. Near a non-degenerate maximum this is Newton's method and converges
+    quadratically; it stops when every step is below 1e-8 rad or predicts a rise below 1e-16
+    (on a ring of maxima the steps along the ring are rounding noise).
     """
     p = t.ndim - 1
     floor = 1e-9 * p**2
     u = starts.copy()
     for _ in range(_MAX_NEWTON):
         h = _contract_batch(t, u, p - 2)  # t(u^{p-2}), (k, 3, 3)
-        g = np.einsum("kij,kj->ki", h, u)  # t(u^{p-1}), (k, 3)
+        g = (h @ u[:, :, None])[:, :, 0]  # t(u^{p-1}), (k, 3)
         f = np.einsum("ki,ki->k", g, u)
         basis = _tangent_bases(u)
         grad = p * np.einsum("kia,ki->ka", basis, g)
-        hess = p * (p - 1) * np.einsum("kia,kij,kjb->kab", basis, h, basis)
-        hess -= p * f[:, None, None] * np.eye(2)
-        w, v = np.linalg.eigh(hess)
-        w = np.minimum(w, -floor)
-        step = -np.einsum("kab,kb,kcb,kc->ka", v, 1.0 / w, v, grad)
-        length = np.linalg.norm(step, axis=1, keepdims=True)
-        step *= np.minimum(1.0, 0.2 / np.maximum(length, 1e-300))
-        u = u + np.einsum("kia,ka->ki", basis, step)
-        u /= np.linalg.norm(u, axis=1, keepdims=True)
-        if np.abs(grad).max() < 1e-13:
+        hess = p * (p - 1) * (basis.transpose(0, 2, 1) @ h @ basis)  # (k, 2, 2)
+        a = hess[:, 0, 0] - p * f
+        b = hess[:, 0, 1]
+        c = hess[:, 1, 1] - p * f
+        largest = 0.5 * (a + c) + np.sqrt(0.25 * (a - c) ** 2 + b * b)
+        shift = np.maximum(largest + floor, 0.0)
+        a, c = a - shift, c - shift
+        det = a * c - b * b
+        step = np.stack([c * grad[:, 0] - b * grad[:, 1], a * grad[:, 1] - b * grad[:, 0]], 1)
+        step /= -det[:, None]
+        length = np.sqrt(np.einsum("ka,ka->k", step, step))
+        step *= np.minimum(1.0, 0.2 / np.maximum(length, 1e-300))[:, None]
+        gain = 0.5 * np.einsum("ka,ka->k", grad, step)  # the rise the quadratic model predicts
+        u = u + (basis @ step[:, :, None])[:, :, 0]
+        u /= np.sqrt(np.einsum("ki,ki->k", u, u))[:, None]
+        if ((length < 1e-8) | (gain < 1e-16)).all():
             break
     values = np.einsum("ki,ki->k", _contract_batch(t, u, p - 1), u)
     return values, u
@@ -287,8 +313,7 @@ def _grid_starts(t: np.ndarray) -> np.ndarray:
     form of ``t`` (fully symmetric, rank p, max |t| = 1), best first (see
     :func:`_sphere_maxima`)."""
     p = t.ndim
-    grid, _ = _sphere_grid()
-    monomials, index, counts = _sphere_monomials(p)
+    grid, monomials, index, counts = _search_grid(p)
     values = monomials @ (t[index] * counts)
     margin = 0.5 * p**2 * float(np.linalg.norm(t)) * _COVERING**2
     near = np.flatnonzero(values >= values.max() - margin)
@@ -307,7 +332,8 @@ def _sphere_maxima(tensors: list[np.ndarray]) -> list[tuple[float, np.ndarray]]:
     its direction, for each tensor (refined together).
 
     Each ``t`` is a fully symmetric Cartesian tensor of rank 3 or 4 (all of one rank). The
-    form is evaluated on the deterministic Fibonacci grid of :func:`_sphere_grid`; every
+    form is evaluated on the deterministic Fibonacci grid of :func:`_sphere_grid` (half of it
+    for an even form, :func:`_search_grid`); every
     well-separated grid candidate whose value is within the grid's discretisation error of
     the best (at most ``_MAX_STARTS``) is refined by Newton's method on the sphere
     (:func:`_refine`), and the best local maximum is kept.
@@ -806,10 +832,17 @@ def _crystal_system(name: str) -> str:
     return system
 
 
+_MINOR_NAMES = ("C11 > 0", *(f"det C[1..{k}, 1..{k}] > 0" for k in range(2, 7)))
+# Row k - 1 masks the leading k x k block of a 6 x 6 matrix (the rest is made the identity).
+_LEADING = np.arange(6)[None, :] < np.arange(1, 7)[:, None]
+
+
 def _leading_minors(c: np.ndarray) -> dict[str, bool]:
     scaled = c / (np.abs(c).max() or 1.0)  # the signs of the minors do not depend on the scale
-    names = ["C11 > 0", *(f"det C[1..{k}, 1..{k}] > 0" for k in range(2, 7))]
-    return {name: bool(np.linalg.det(scaled[:k, :k]) > 0.0) for k, name in enumerate(names, 1)}
+    block = _LEADING[:, :, None] & _LEADING[:, None, :]  # (6, 6, 6)
+    padded = np.where(block, scaled, np.eye(6))  # det(padded[k - 1]) = det(C[:k, :k])
+    dets = np.linalg.det(padded)
+    return {name: bool(d > 0.0) for name, d in zip(_MINOR_NAMES, dets, strict=True)}
 
 
 def _cubic_conditions(c: np.ndarray) -> tuple[str, dict[str, bool]]:
