@@ -32,7 +32,14 @@ from typing import IO, Any
 from crystensor.errors import InputError
 from crystensor.io.atomic import atomic_open
 
-__all__ = ["FORMAT_VERSION", "Record", "open_text", "read_records", "write_records"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Record",
+    "dump_records",
+    "open_text",
+    "read_records",
+    "write_records",
+]
 
 FORMAT_VERSION = 1
 _REQUIRED = ("id", "structure", "target", "value")
@@ -117,17 +124,25 @@ def read_records(path: str | Path) -> Iterator[Record]:
 def write_records(path: str | Path, records: Iterable[Record]) -> int:
     """Write records atomically (temp file, then rename); gzip when ``path`` ends in ``.gz``.
 
+    The output rules of :mod:`crystensor.io.atomic` apply (symbolic links, FIFOs, devices).
     Returns the number of records written.
     """
-    p = Path(path)
+    with atomic_open(path, "wb", what="records file") as fh:
+        return dump_records(fh, records)
+
+
+def dump_records(stream: IO[bytes], records: Iterable[Record]) -> int:
+    """Write records as JSON Lines to an open binary ``stream``; returns how many.
+
+    Raises
+    ------
+    ValueError
+        A scalar value that is not finite (the stream holds the records before it).
+    """
     count = 0
-    with atomic_open(p, "wb") as raw:
-        stream = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if p.suffix == ".gz" else raw
-        for record in records:
-            if isinstance(record.value, float) and not math.isfinite(record.value):
-                raise ValueError(f"record {record.id}: value is not finite")
-            stream.write((record.to_json() + "\n").encode())
-            count += 1
-        if stream is not raw:
-            stream.close()  # writes the gzip trailer; leaves ``raw`` open for the rename
+    for record in records:
+        if isinstance(record.value, float) and not math.isfinite(record.value):
+            raise ValueError(f"record {record.id}: value is not finite")
+        stream.write((record.to_json() + "\n").encode())
+        count += 1
     return count

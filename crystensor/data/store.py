@@ -62,7 +62,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,6 +71,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from crystensor.errors import InputError
+from crystensor.io.atomic import StagedOutput
 
 __all__ = [
     "DEFAULT_SPLIT_FRACTIONS",
@@ -407,8 +407,9 @@ class StoreWriter:
 
     Use as a context manager: graphs are appended (and flushed to disk in blocks), and on a
     clean exit the offsets, the split and the attributes are written and the temporary file is
-    renamed to ``path``. On an exception the temporary file is deleted and ``path`` is left
-    untouched.
+    renamed to ``path`` (:class:`~crystensor.io.atomic.StagedOutput`: through a symbolic link
+    to its target, keeping the link). On an exception the temporary file is deleted and
+    ``path`` is left untouched. HDF5 seeks, so a FIFO or device as ``path`` is refused.
 
     Parameters
     ----------
@@ -502,7 +503,7 @@ class StoreWriter:
             "library_versions": _library_versions(),
         }
         self._h5: Any = None
-        self._tmp: Path | None = None
+        self._staged: StagedOutput | None = None
         self._buffer: list[StoredGraph] = []
         self._node_counts: list[int] = []
         self._edge_counts: list[int] = []
@@ -513,14 +514,9 @@ class StoreWriter:
     def __enter__(self) -> StoreWriter:
         import h5py
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent
-        )
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._staged = StagedOutput(self.path, what="graph store", streams_ok=False)
         try:
-            self._h5 = h5py.File(self._tmp, "w")
+            self._h5 = h5py.File(self._staged.write_path, "w")
             self._create_datasets()
         except BaseException:
             self.abort()
@@ -543,10 +539,9 @@ class StoreWriter:
             with contextlib.suppress(Exception):
                 self._h5.close()
             self._h5 = None
-        if self._tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self._tmp.unlink()
-            self._tmp = None
+        if self._staged is not None:
+            self._staged.discard()
+            self._staged = None
 
     def _create_datasets(self) -> None:
         import h5py
@@ -709,7 +704,7 @@ class StoreWriter:
     # -- finishing ---------------------------------------------------------------------------
     def finish(self) -> Path:
         """Write offsets, split and attributes, then rename the file into place."""
-        if self._h5 is None or self._tmp is None:
+        if self._h5 is None or self._staged is None:
             raise RuntimeError("StoreWriter.finish called twice or outside its 'with' block")
         self._flush()
         f = self._h5
@@ -739,11 +734,8 @@ class StoreWriter:
             f.attrs[key] = json.dumps(value) if key in _JSON_ATTRS else value
         f.close()
         self._h5 = None
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp made it private; give the usual mode
-        os.replace(self._tmp, self.path)
-        self._tmp = None
+        self._staged.commit()
+        self._staged = None
         log.info("wrote %s (%d graphs)", self.path, len(self._ids))
         return self.path
 

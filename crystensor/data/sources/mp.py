@@ -408,7 +408,7 @@ class _Download:
         file = self._page_file(skip)
         if file is None:
             return
-        with atomic_open(file, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8") as f:
+        with atomic_open(file, "w") as f:  # gzip-compressed: the name ends in .gz
             json.dump(page, f, separators=(",", ":"))
 
     def _query(self, rester: Any, criteria: dict, fields: list[str], limit: int, what: str) -> dict:
