@@ -11,7 +11,8 @@
 # The dielectric (total) and piezoelectric models use the single-source stores of
 # examples/build_stores.sh (dielectric.h5, piezoelectric.h5): those have one source only.
 # Record files already in OUT_DIR are reused (build_stores.sh writes the same names); delete one
-# to fetch it again. CRYSTENSOR may hold a command with options, e.g. ".venv/bin/crystensor -v".
+# to fetch it again. The stores are rebuilt every time (featurize --force). CRYSTENSOR may hold a
+# command with options, e.g. ".venv/bin/crystensor -v".
 set -euo pipefail
 DATA=${1:-../shared/data}
 OUT=${2:-data}
@@ -32,7 +33,7 @@ records() {  # name target source input [extra fetch options...]: fetch unless a
 records elastic elastic matminer-csv "$DATA/matminer-2018/elastic_tensor.csv.gz"
 records elastic-stn elastic straintensornet "$DATA/straintensornet-mp/mp_elastic_ieee.json.gz"
 "${CT[@]}" featurize "$OUT/elastic.jsonl.gz" "$OUT/elastic-stn.jsonl.gz" --target elastic \
-  -o "$OUT/elastic-shipped.h5" --dedupe id --workers 2
+  -o "$OUT/elastic-shipped.h5" --dedupe id --workers 2 --force
 
 # Electronic dielectric: the Born set has running numbers as ids, so the structure decides.
 records dielectric-electronic dielectric-electronic matminer-csv \
@@ -41,6 +42,7 @@ records dielectric-electronic-born dielectric-electronic extxyz \
   "$DATA/e3nn-born-dielectric/phonon_becs_epsilon.xyz.gz" --key eps
 "${CT[@]}" featurize "$OUT/dielectric-electronic.jsonl.gz" \
   "$OUT/dielectric-electronic-born.jsonl.gz" --target dielectric-electronic \
-  -o "$OUT/dielectric-electronic-shipped.h5" --dedupe structure --workers 2
+  -o "$OUT/dielectric-electronic-shipped.h5" --dedupe structure --workers 2 --force
 
-echo "shipped stores written to $OUT/ (rejections, duplicates included, in *.rejects.jsonl)"
+echo "shipped stores written to $OUT/ (rejections, duplicates included, in" \
+  "*.fetch-rejects.jsonl and *-shipped.featurize-rejects.jsonl)"

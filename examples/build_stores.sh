@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Build the dataset records and HDF5 graph stores of every shared dataset.
 # Usage: examples/build_stores.sh [SHARED_DATA_DIR] [OUT_DIR]   (defaults: ../shared/data, data/)
+# Rebuilds everything (--force replaces the files of an earlier run). Each NAME gets
+# NAME.jsonl.gz + NAME.fetch-rejects.jsonl (fetch) and NAME.h5 + NAME.featurize-rejects.jsonl
+# (featurize, only when it rejected something).
 set -euo pipefail
 DATA=${1:-../shared/data}
 OUT=${2:-data}
@@ -10,8 +13,9 @@ mkdir -p "$OUT"
 build() {  # name target source input [extra fetch options...]
   local name=$1 target=$2 source=$3 input=$4; shift 4
   "$CT" -q fetch --target "$target" --source "$source" --input "$input" \
-    -o "$OUT/$name.jsonl.gz" "$@"
-  "$CT" -q featurize "$OUT/$name.jsonl.gz" --target "$target" -o "$OUT/$name.h5" --workers 2
+    -o "$OUT/$name.jsonl.gz" --force "$@"
+  "$CT" -q featurize "$OUT/$name.jsonl.gz" --target "$target" -o "$OUT/$name.h5" --workers 2 \
+    --force
 }
 
 build elastic elastic matminer-csv "$DATA/matminer-2018/elastic_tensor.csv.gz"

@@ -38,7 +38,14 @@ def featurize(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="The HDF5 graph store to write, e.g. graphs.h5.", dir_okay=False
+            "--output",
+            "-o",
+            help=(
+                "The HDF5 graph store to write, e.g. graphs.h5 (a regular file; an existing "
+                "one is replaced only with --force). Rejected records go to "
+                "<stem>.featurize-rejects.jsonl beside it."
+            ),
+            dir_okay=False,
         ),
     ] = None,
     target: Annotated[
@@ -124,6 +131,9 @@ def featurize(
             "--store-features", help="Also store the atom features (else rebuilt from Z)."
         ),
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing graph store.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Turn dataset records into the HDF5 graph store that training reads.
@@ -133,14 +143,17 @@ def featurize(
     material id (or by chemical system with --split family). Several record files of one
     property are combined into one store, earlier files first; later duplicates are rejected
     (--dedupe). Records that cannot be used (isolated atom, unsupported element, bad value,
-    duplicate, ...) are listed and written to STORE.rejects.jsonl; the exit code is 0 when at
-    least one graph was written and 2 when every record was rejected or an input is bad.
+    duplicate, ...) are listed and written to <stem>.featurize-rejects.jsonl beside the store
+    (fetch's <stem>.fetch-rejects.jsonl is left alone). An existing store is replaced only with
+    --force. The exit code is 0 when at least one graph was written and 2 when every record
+    was rejected, an input is bad or the store cannot be written (checked first).
     """
+    from crystensor.data.featurize import check_output, merge_stores
     from crystensor.data.featurize import featurize as run_featurize
-    from crystensor.data.featurize import merge_stores
 
     if output is None:
         raise InputError("give the store to write with -o/--output, e.g. -o graphs.h5")
+    check_output(output, overwrite=force)
     with _progress("merging" if merge else "featurizing") as update:
         if merge:
             _refuse_with_merge(
@@ -159,7 +172,7 @@ def featurize(
 
                 for path in inputs:
                     GraphStore(path).check(target=target)
-            report = merge_stores(inputs, output, progress=update)
+            report = merge_stores(inputs, output, progress=update, overwrite=force)
         else:
             if target is None:
                 raise InputError("give the records' property with --target, e.g. -t elastic")
@@ -179,6 +192,7 @@ def featurize(
                 split_seed=split_seed or 0,
                 split_method=split or "random",
                 store_node_features=store_features,
+                overwrite=force,
             )
     if as_json:
         emit_json(report.as_dict(), None, print_to_stdout=True)

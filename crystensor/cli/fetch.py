@@ -45,9 +45,10 @@ def fetch(
             "--output",
             "-o",
             help=(
-                "Records file to write (JSON Lines, gzip-compressed if it ends in .gz). The "
-                "dropped entries go to <stem>.rejects.jsonl beside it. Both are written "
-                "atomically."
+                "Records file to write (JSON Lines, gzip-compressed if it ends in .gz); an "
+                "existing one is replaced only with --force. The dropped entries go to "
+                "<stem>.fetch-rejects.jsonl beside it. Both are written atomically (a symbolic "
+                "link is written through to its target, a FIFO directly)."
             ),
             dir_okay=False,
             show_default=False,
@@ -106,6 +107,9 @@ def fetch(
         int | None,
         typer.Option("--limit", min=1, help="Read only the first N entries (a quick look)."),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing records file.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Import a dataset: tensors in their structure's frame, checked and symmetrised.
@@ -113,11 +117,15 @@ def fetch(
     Reads the source, checks every entry (duplicate ids, NaN, shapes, disordered or
     non-periodic structures), measures each tensor's symmetry violation under its structure's
     point group, drops entries above --tolerance, and writes the point-group-symmetrised
-    tensors as dataset records. Prints a summary (read / kept / rejected by reason). Exit code
-    2 on bad input, with nothing written.
+    tensors as dataset records. Prints a summary (read / kept / rejected by reason). The
+    dropped entries are listed in <stem>.fetch-rejects.jsonl beside the records file. Exit code
+    2 on bad input or an output that cannot be written (checked first), with nothing written.
     """
+    from crystensor.data.fetch import check_outputs
     from crystensor.data.fetch import fetch as run_fetch
     from crystensor.data.sources import FetchOptions
+
+    check_outputs(output, overwrite=force)
 
     show = err_console.is_terminal and log.isEnabledFor(logging.WARNING)
     with _progress(enabled=show) as bar:
@@ -143,6 +151,7 @@ def fetch(
             angle_tolerance=angle_tolerance,
             limit=limit,
             options=options,
+            overwrite=force,
         )
     if as_json:
         sys.stdout.write(dumps(report.as_dict()))

@@ -5,8 +5,10 @@ in the order given, turns every structure into a periodic radius graph
 (:func:`crystensor.data.graph.build_graph`), puts its target in both Cartesian and irreducible
 form, and writes one store (:mod:`crystensor.data.store`). Records that cannot become a
 training example are *rejected*, not fatal: each rejection (file, record position in it, id, a
-short code and a sentence) is reported and written to ``<store stem>.rejects.jsonl`` next to
-the store. The rejection codes:
+short code and a sentence) is reported and written to ``<store stem>.featurize-rejects.jsonl``
+next to the store (a :class:`~crystensor.data.rejects.Rejection` per line, the type ``fetch``
+uses for its own ``<stem>.fetch-rejects.jsonl``, which is never touched here). The rejection
+codes:
 
 =======================  ===================================================================
 ``bad-structure``        the structure dict cannot be read, is empty or partially occupied
@@ -59,6 +61,7 @@ from typing import Any
 
 import numpy as np
 
+from crystensor.data.rejects import Rejection, read_rejects, rejects_path, write_rejects
 from crystensor.data.store import (
     DEFAULT_SPLIT_FRACTIONS,
     SPLIT_NAMES,
@@ -74,6 +77,7 @@ __all__ = [
     "INDEX_SYMMETRY_TOLERANCE",
     "FeaturizeReport",
     "Rejection",
+    "check_output",
     "featurize",
     "merge_stores",
     "rejects_path_for",
@@ -94,39 +98,6 @@ _CHUNK = 16  # records per task sent to a worker
 Progress = Callable[[int, int | None], None]
 
 
-@dataclass(frozen=True)
-class Rejection:
-    """A record that did not become a graph.
-
-    Attributes
-    ----------
-    index : int
-        Position of the record in its file (0-based, blank lines not counted).
-    id : str
-    code : str
-        Short category (see the module docstring).
-    reason : str
-        One sentence naming the problem and, where there is one, the fix.
-    file : str
-        Name of the record file ("" in rejection lists written before files were named).
-    duplicate_of : str or None
-        For ``duplicate-structure``: the id of the kept record it repeats.
-    """
-
-    index: int
-    id: str
-    code: str
-    reason: str
-    file: str = ""
-    duplicate_of: str | None = None
-
-    def to_json(self) -> str:
-        fields = asdict(self)
-        if fields["duplicate_of"] is None:
-            del fields["duplicate_of"]
-        return json.dumps(fields, separators=(",", ":"))
-
-
 @dataclass
 class FeaturizeReport:
     """What :func:`featurize` or :func:`merge_stores` did.
@@ -142,7 +113,7 @@ class FeaturizeReport:
         Written to the store.
     rejected : list of Rejection
     rejects_path : Path or None
-        The ``.rejects.jsonl`` file, if anything was rejected.
+        The ``.featurize-rejects.jsonl`` file, if anything was rejected.
     cutoff : float
         Angstrom.
     auto_cutoff : bool
@@ -203,9 +174,25 @@ class FeaturizeReport:
 
 
 def rejects_path_for(store: str | os.PathLike) -> Path:
-    """``graphs.h5`` -> ``graphs.rejects.jsonl`` (same folder)."""
-    p = Path(store)
-    return p.with_name(f"{p.stem}.rejects.jsonl")
+    """``graphs.h5`` -> ``graphs.featurize-rejects.jsonl`` (same folder).
+
+    >>> rejects_path_for("data/elastic.h5").as_posix()
+    'data/elastic.featurize-rejects.jsonl'
+    """
+    return rejects_path(store, "featurize")
+
+
+def check_output(output: str | os.PathLike, *, overwrite: bool = True) -> None:
+    """Raise :class:`InputError` unless the store and its rejects file can be written.
+
+    What ``crystensor featurize`` checks before any work: a regular file (HDF5 seeks, so no
+    FIFO or device, and no ``.gz``: the store compresses its arrays itself) in a folder that
+    can be written; ``overwrite=False`` refuses an existing store.
+    """
+    from crystensor.io.atomic import check_writable
+
+    check_writable(output, "graph store", overwrite=overwrite, gzip_ok=False, streams_ok=False)
+    check_writable(rejects_path_for(output), "rejects file")
 
 
 def shard_bounds(shard: tuple[int, int], total: int) -> tuple[int, int]:
@@ -351,7 +338,9 @@ def _process(item: tuple[int, int, int, str]) -> StoredGraph | Rejection | _Fata
         )
 
     def reject(code: str, reason: str) -> Rejection:
-        return Rejection(index, rid, code, reason, file)
+        return Rejection(
+            id=rid, code=code, reason=reason, stage="featurize", file=file, index=index
+        )
 
     if record.units and record.units != config.units:
         return reject("units", f"units {record.units!r}, expected {config.units!r}")
@@ -536,23 +525,27 @@ class _Duplicates:
         first = self.kept.get(graph.id)
         if first is not None:
             return Rejection(
-                index,
-                graph.id,
-                "duplicate-id",
-                f"the id already occurred {self._describe(first, k)}; the first one is kept",
-                file,
+                id=graph.id,
+                code="duplicate-id",
+                reason=f"the id already occurred {self._describe(first, k)}; the first one is kept",
+                stage="featurize",
+                file=file,
+                index=index,
             )
         if self.structures is not None:
             earlier = self.structures.add(_graph_structure(graph), graph.id)
             if isinstance(earlier, str):
                 return Rejection(
-                    index,
-                    graph.id,
-                    "duplicate-structure",
-                    f"the same crystal as {earlier} {self._describe(self.kept[earlier], k)} "
-                    "(same reduced formula and space group, StructureMatcher fit); the first "
-                    "one is kept",
-                    file,
+                    id=graph.id,
+                    code="duplicate-structure",
+                    reason=(
+                        f"the same crystal as {earlier} {self._describe(self.kept[earlier], k)} "
+                        "(same reduced formula and space group, StructureMatcher fit); the first "
+                        "one is kept"
+                    ),
+                    stage="featurize",
+                    file=file,
+                    index=index,
                     duplicate_of=earlier,
                 )
         self.kept[graph.id] = graph.record_index
@@ -598,12 +591,11 @@ def _check_dedupe(dedupe: str, shard: tuple[int, int] | None, files: int) -> Non
 
 
 def _write_rejects(path: Path, rejected: list[Rejection]) -> Path | None:
-    from crystensor.io.atomic import atomic_write_text
-
     if rejected:
-        atomic_write_text(path, "".join(r.to_json() + "\n" for r in rejected))
-        return path
-    if path.exists():  # a stale list from an earlier run would be misleading
+        return write_rejects(path, rejected)
+    # a stale list of this stage's earlier run would be misleading; the name is featurize's own,
+    # so fetch's list of the same stem is never touched
+    if path.is_file():
         path.unlink()
     return None
 
@@ -629,6 +621,7 @@ def featurize(
     split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
     split_method: str = "random",
     store_node_features: bool = False,
+    overwrite: bool = True,
 ) -> FeaturizeReport:
     """Build the HDF5 graph store of one record file, or of several combined.
 
@@ -667,6 +660,8 @@ def featurize(
         wholly in one split).
     store_node_features : bool
         Also store the ``(N, 131)`` atom features (else rebuilt from Z when read).
+    overwrite : bool
+        False: refuse an existing store (``crystensor featurize`` without ``--force``).
 
     Returns
     -------
@@ -676,8 +671,9 @@ def featurize(
     ------
     InputError
         Unknown target, a record file of another target or not a record file, a file given
-        twice, bad options (a shard of several files or with structure dedupe), or every record
-        rejected (the rejections are still written).
+        twice, bad options (a shard of several files or with structure dedupe), an output that
+        cannot be written (:func:`check_output`), or every record rejected (the rejections are
+        still written).
     """
     from crystensor.tensors.kinds import PROPERTIES
 
@@ -689,9 +685,8 @@ def featurize(
     max_c = _check_common(cutoff, max_cutoff, workers)
     if shard is not None:
         shard = _check_shard(shard)
-    if out.is_dir():
-        raise InputError(f"the output {str(out)!r} is a folder; give a file name like graphs.h5")
     paths = _record_paths(records_path, out, target)
+    check_output(out, overwrite=overwrite)
     _check_dedupe(dedupe, shard, len(paths))
     names = " + ".join(p.name for p in paths)
 
@@ -863,6 +858,7 @@ def merge_stores(
     output: str | os.PathLike,
     *,
     progress: Progress | None = None,
+    overwrite: bool = True,
 ) -> FeaturizeReport:
     """Combine graph stores (typically the shards of one :func:`featurize` run) into one.
 
@@ -870,7 +866,7 @@ def merge_stores(
     and method). Shards of one record file are put in shard order, whatever order they are
     given in; other stores keep the order given. The split is recomputed over all ids with the
     inputs' method (the same split a single run gives)
-    and the inputs' ``.rejects.jsonl`` files are concatenated next to the output.
+    and the inputs' ``.featurize-rejects.jsonl`` files are concatenated next to the output.
 
     Parameters
     ----------
@@ -880,12 +876,15 @@ def merge_stores(
         The merged store (written atomically).
     progress : callable, optional
         ``progress(graphs_done, graphs_total)``.
+    overwrite : bool
+        False: refuse an existing output store (``featurize --merge`` without ``--force``).
 
     Raises
     ------
     InputError
         No inputs, an unreadable or foreign store, attributes that disagree (named), the
-        output among the inputs, the same shard twice or a material id in two inputs.
+        output among the inputs or not writable (:func:`check_output`), the same shard twice
+        or a material id in two inputs.
     """
     start_time = time.perf_counter()
     if not inputs:
@@ -895,6 +894,7 @@ def merge_stores(
     for p in paths:
         if out.exists() and p.exists() and out.resolve() == p.resolve():
             raise InputError(f"the output {out.name} is also an input; choose another name")
+    check_output(out, overwrite=overwrite)
     stores = [GraphStore(p) for p in paths]
     first = stores[0]
     for store in stores[1:]:
@@ -969,8 +969,7 @@ def merge_stores(
     for store in stores:
         path = rejects_path_for(store.path)
         if path.is_file():
-            with open(path, encoding="utf-8") as fh:
-                rejected.extend(Rejection(**json.loads(line)) for line in fh if line.strip())
+            rejected.extend(read_rejects(path, "featurize"))
     rejects = _write_rejects(rejects_path_for(out), rejected)
     merged = GraphStore(out)
     graph_cutoffs = merged.read("graph_cutoff")

@@ -4,12 +4,16 @@ The library function behind ``crystensor fetch``::
 
     source.read(target, path, options)   # RawEntry | Rejected, tensors in the structure frame
       -> ConsistencyChecker               # checks, symmetry violation, point-group projection
-      -> write_records(output)            # JSON Lines (gzip for .gz), atomically
-      +  <output stem>.rejects.jsonl      # {"id": ..., "reason": ...} per dropped entry
+      -> dump_records(output)             # JSON Lines (gzip for .gz), atomically
+      +  <output stem>.fetch-rejects.jsonl  # one Rejection per dropped entry
 
 Sources are looked up by name in :data:`SOURCES` and imported only when used. Both files are
-written to a temporary name and renamed when complete; if anything fails, nothing is left under
-the output name (and a previous file of that name is untouched).
+written to a temporary name and renamed when complete, the rejects file first; if anything
+fails, nothing is left under the output name (and a previous file of that name is untouched).
+The output rules of :mod:`crystensor.io.atomic` apply (a symbolic link is written through, a
+FIFO is written directly). With ``overwrite=False`` an existing records file is refused before
+anything is read. The rejects file's name and lines are those of :mod:`crystensor.data.rejects`,
+shared with ``featurize``, which writes ``<store stem>.featurize-rejects.jsonl``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import contextlib
 import dataclasses
 import importlib
 import itertools
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -26,13 +29,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crystensor.data.rejects import Rejection, rejects_path, write_rejects
 from crystensor.errors import CrystensorError, InputError
 
 if TYPE_CHECKING:
     from crystensor.data.consistency import ConsistencyReport
     from crystensor.data.sources import FetchOptions, Rejected
 
-__all__ = ["PATHLESS_SOURCES", "SOURCES", "FetchReport", "fetch", "rejects_path_for"]
+__all__ = [
+    "PATHLESS_SOURCES",
+    "SOURCES",
+    "FetchReport",
+    "check_outputs",
+    "fetch",
+    "rejects_path_for",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +59,6 @@ SOURCES: dict[str, str] = {
 #: Sources that download instead of reading a path.
 PATHLESS_SOURCES: frozenset[str] = frozenset({"mp"})
 
-_RECORD_SUFFIXES = (".gz", ".jsonl", ".json", ".ndjson")
-
 
 @dataclass
 class FetchReport:
@@ -61,7 +70,7 @@ class FetchReport:
     input : str or None
         The source path (None for downloads).
     output, rejects : Path
-        The records file and the rejects file (``<output stem>.rejects.jsonl``).
+        The records file and the rejects file (``<output stem>.fetch-rejects.jsonl``).
     read, kept : int
         Entries seen and entries written.
     rejections : list of Rejected
@@ -109,17 +118,12 @@ class FetchReport:
 
 
 def rejects_path_for(output: str | Path) -> Path:
-    """``<output stem>.rejects.jsonl`` next to ``output``.
+    """``<output stem>.fetch-rejects.jsonl`` next to ``output``.
 
     >>> rejects_path_for("data/elastic.jsonl.gz").as_posix()
-    'data/elastic.rejects.jsonl'
+    'data/elastic.fetch-rejects.jsonl'
     """
-    p = Path(output)
-    name = p.name
-    for suffix in _RECORD_SUFFIXES:
-        if name.endswith(suffix) and len(name) > len(suffix):
-            name = name[: -len(suffix)]
-    return p.with_name(f"{name}.rejects.jsonl")
+    return rejects_path(output, "fetch")
 
 
 def fetch(
@@ -133,6 +137,7 @@ def fetch(
     angle_tolerance: float = 5.0,
     limit: int | None = None,
     options: FetchOptions | None = None,
+    overwrite: bool = True,
 ) -> FetchReport:
     """Import ``target`` from ``source`` into a dataset record file.
 
@@ -154,6 +159,8 @@ def fetch(
         Read only the first ``limit`` entries of the source (a quick look, or a test).
     options : FetchOptions, optional
         Passed to the source (API key, endpoint, ``key``, progress callback, ...).
+    overwrite : bool
+        False: refuse an existing records file (``crystensor fetch`` without ``--force``).
 
     Returns
     -------
@@ -163,13 +170,16 @@ def fetch(
     ------
     InputError
         Unknown target or source, missing or unreadable input, a target the source cannot
-        provide, an output that would overwrite the input, or no entry passing the checks.
+        provide, an output that would overwrite the input or cannot be written (checked
+        before anything is read), or no entry passing the checks.
     """
     from crystensor.data.consistency import ConsistencyChecker
-    from crystensor.data.records import write_records
+    from crystensor.data.records import dump_records
     from crystensor.data.sources import FetchOptions
+    from crystensor.io.atomic import atomic_open
 
     started = time.perf_counter()
+    check_outputs(output, overwrite=overwrite)
     checker = ConsistencyChecker(
         target, tolerance=tolerance, symprec=symprec, angle_tolerance=angle_tolerance
     )
@@ -186,18 +196,17 @@ def fetch(
     rejects = rejects_path_for(out)
     logger.info("fetching %s from %s%s", target, source, f" ({in_path})" if in_path else "")
     created = _missing_parents(out)
-    written = False
+    source_file = "" if in_path is None else in_path.name
     try:
         # Read the first entry before touching the file system: a source checks its file, the
         # target and its key when it starts, so these errors leave nothing behind.
         entries = _primed(entries)
-        kept = write_records(out, _nonempty(checker.records(entries), checker.report, out))
-        written = True
-        _write_rejects(rejects, checker.report.rejections)
+        # the records are renamed into place only after the rejects file is written, so a
+        # failure of either leaves the previous records file as it was
+        with atomic_open(out, "wb", what="records file") as fh:
+            kept = dump_records(fh, _nonempty(checker.records(entries), checker.report, out))
+            _write_rejects(rejects, checker.report.rejections, source_file)
     except BaseException:
-        if written:
-            with contextlib.suppress(FileNotFoundError):
-                out.unlink()
         for folder in created:  # deepest first; only the empty ones we made
             with contextlib.suppress(OSError):
                 folder.rmdir()
@@ -245,8 +254,6 @@ def _source_module(source: str) -> Any:
 
 def _check_paths(source: str, path: str | Path | None, output: str | Path) -> Path | None:
     out = Path(output)
-    if out.is_dir():
-        raise InputError(f"output {str(out)!r} is a folder; give a file name such as data.jsonl.gz")
     if source in PATHLESS_SOURCES:
         return None if path is None else Path(path)
     if path is None:
@@ -305,9 +312,31 @@ def _missing_parents(path: Path) -> list[Path]:
     return missing
 
 
-def _write_rejects(path: Path, rejections: list[Rejected]) -> None:
-    from crystensor.io.atomic import atomic_open
+def check_outputs(output: str | Path, *, overwrite: bool = True) -> None:
+    """Raise :class:`InputError` unless the records file and its rejects file can be written.
 
-    with atomic_open(path, "w") as fh:
-        for r in rejections:
-            fh.write(json.dumps({"id": r.id, "reason": r.reason}) + "\n")
+    What ``crystensor fetch`` checks before any work; ``overwrite=False`` refuses an existing
+    records file.
+    """
+    from crystensor.io.atomic import check_writable
+
+    check_writable(output, "records file", overwrite=overwrite)
+    check_writable(rejects_path_for(output), "rejects file")
+
+
+def _write_rejects(path: Path, rejections: list[Rejected], file: str) -> None:
+    from crystensor.data.consistency import reason_category
+
+    write_rejects(
+        path,
+        (
+            Rejection(
+                id=r.id,
+                code=reason_category(r.reason).replace(" ", "-"),
+                reason=r.reason,
+                stage="fetch",
+                file=file,
+            )
+            for r in rejections
+        ),
+    )

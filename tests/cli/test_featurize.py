@@ -73,7 +73,7 @@ def test_featurize_lists_rejections_and_exits_0(records, tmp_path):
     for word in ("graphs", "8 of 10", "rejected", "lonely-cs", "am-metal", "isolated-atom"):
         assert word in text, word
     assert "unsupported-element" in text and "rejections" in text  # the file's row
-    assert (tmp_path / "g.rejects.jsonl").is_file()
+    assert (tmp_path / "g.featurize-rejects.jsonl").is_file()
 
 
 def test_json_report(records, tmp_path):

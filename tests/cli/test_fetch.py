@@ -88,7 +88,7 @@ def test_fetch_writes_records_and_prints_the_summary(tmp_path, elastic_csv):
     assert records[0].symmetry["point_group"] == "6mm" and records[0].units == "GPa"
     rejects = [
         json.loads(line)
-        for line in (tmp_path / "out" / "elastic.rejects.jsonl").read_text().splitlines()
+        for line in (tmp_path / "out" / "elastic.fetch-rejects.jsonl").read_text().splitlines()
     ]
     assert [r["id"] for r in rejects] == ["mp-bad"]
 
@@ -102,7 +102,8 @@ def test_fetch_json_report(tmp_path, elastic_csv):
     report = json.loads(result.stdout)
     assert (report["read"], report["kept"], report["rejected"]) == (3, 1, 2)
     assert report["rejected_by_reason"] == {"missing value": 1, "unreadable structure": 1}
-    assert report["output"] == str(out) and report["rejects"] == str(tmp_path / "k.rejects.jsonl")
+    assert report["output"] == str(out)
+    assert report["rejects"] == str(tmp_path / "k.fetch-rejects.jsonl")
 
 
 def test_fetch_extxyz_with_key(tmp_path):

@@ -454,11 +454,12 @@ def test_two_files_with_an_overlapping_id(tmp_path):
     assert "occurred in a.jsonl (record 1)" in dup.reason
     line = json.loads(rejects_path_for(tmp_path / "g.h5").read_text())
     assert line == {
-        "index": 0,
+        "stage": "featurize",
         "id": "t-1",
         "code": "duplicate-id",
         "reason": dup.reason,
         "file": "b.jsonl.gz",
+        "index": 0,
     }
     store = GraphStore(tmp_path / "g.h5")
     ids = ["t-0", "t-1", "t-2", "t-3", "born#0", "born#1", "born#2"]

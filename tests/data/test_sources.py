@@ -757,9 +757,9 @@ def test_sources_registry_modules_have_read():
 
 
 def test_rejects_path_naming():
-    assert rejects_path_for("out/elastic.jsonl.gz") == Path("out/elastic.rejects.jsonl")
-    assert rejects_path_for("x.json") == Path("x.rejects.jsonl")
-    assert rejects_path_for("records") == Path("records.rejects.jsonl")
+    assert rejects_path_for("out/elastic.jsonl.gz") == Path("out/elastic.fetch-rejects.jsonl")
+    assert rejects_path_for("x.json") == Path("x.fetch-rejects.jsonl")
+    assert rejects_path_for("records") == Path("records.fetch-rejects.jsonl")
 
 
 def test_fetch_writes_records_and_rejects(tmp_path):
@@ -772,7 +772,16 @@ def test_fetch_writes_records_and_rejects(tmp_path):
     assert [r.id for r in records] == ["mp-2133", "mp-nan"]
     assert records[0].source["file"] == "elastic.csv"
     lines = [json.loads(line) for line in report.rejects.read_text().splitlines()]
-    assert lines == [{"id": "mp-bad", "reason": lines[0]["reason"]}]
+    assert lines == [
+        {
+            "stage": "fetch",
+            "id": "mp-bad",
+            "code": "unreadable-structure",
+            "reason": lines[0]["reason"],
+            "file": "elastic.csv",
+        }
+    ]
+    assert lines[0]["reason"].startswith("unreadable structure: ")
     assert report.as_dict()["rejected_by_reason"] == {"unreadable structure": 1}
     limited = fetch("elastic", "matminer-csv", csv, tmp_path / "one.jsonl", limit=1)
     assert limited.read == 1 and limited.kept == 1
@@ -796,7 +805,7 @@ def test_fetch_failures_leave_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["elastic.csv"]
 
 
-def test_fetch_removes_the_records_when_the_rejects_file_fails(tmp_path, monkeypatch):
+def test_a_failed_rejects_file_leaves_the_previous_records(tmp_path, monkeypatch):
     csv = write_csv(tmp_path / "elastic.csv", elastic_table())
     out = tmp_path / "out.jsonl"
     out.write_text("old\n")
@@ -807,8 +816,9 @@ def test_fetch_removes_the_records_when_the_rejects_file_fails(tmp_path, monkeyp
     monkeypatch.setattr(fetch_module, "_write_rejects", failing)
     with pytest.raises(OSError, match="disk full"):
         fetch("elastic", "matminer-csv", csv, out)
-    assert not out.exists()  # written, then removed with the failed rejects file
+    assert out.read_text() == "old\n"  # the new records were never renamed into place
     assert not rejects_path_for(out).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elastic.csv", "out.jsonl"]
 
 
 # --------------------------------------------------------------------------------------------
