@@ -7,6 +7,10 @@ each source file, so that a model trained on the combined data can be compared w
 on a single source. ``--ids-of OTHER.h5`` keeps only the graphs whose id is in the same split of
 another store (e.g. the matminer-only test split, to compare with the direct runs).
 
+The metrics are those of ``crystensor evaluate`` (:func:`crystensor.evaluation.evaluate_store`):
+on a store that shares materials with the model's training split, the split is the model's own
+(by material id), otherwise the store's.
+
     .venv/bin/python benchmarks/evaluate.py CKPT --store STORE.h5 [--split test]
         [--ids-of OTHER.h5] [--json OUT.json]
 """
@@ -18,8 +22,6 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 
 def _split_ids(path: Path, split: str) -> set[str]:
@@ -35,49 +37,11 @@ def evaluate_checkpoint(
     checkpoint_path: Path, store_path: Path, split: str = "test", ids_of: Path | None = None
 ) -> dict[str, Any]:
     """``{"all": metrics, "<source file>": metrics, ...}`` of the checkpoint on ``split``."""
-    import h5py
-    import torch
+    from crystensor.evaluation import evaluate_store
 
-    from crystensor.data.dataset import GraphDataset
-    from crystensor.data.store import GraphStore
-    from crystensor.errors import InputError
-    from crystensor.train.checkpoint import check_featurization, load_checkpoint
-    from crystensor.train.distributed import DistInfo
-    from crystensor.train.loop import evaluate
-    from crystensor.train.metrics import tensor_metrics
-
-    checkpoint = load_checkpoint(checkpoint_path)
-    store = GraphStore(store_path)
-    if store.target != checkpoint.target:
-        raise InputError(f"{store_path.name} holds {store.target}, not {checkpoint.target}")
-    check_featurization(checkpoint.featurization, store, f"the checkpoint {checkpoint_path}")
-    dataset = GraphDataset(store).subset(split)
-    model = checkpoint.build_model()
-    info = DistInfo(0, 1, 0, torch.device("cpu"))
-    out = evaluate(model, dataset, info=info, batch_size=16)
-    index, pred, true = out["index"], out["pred"], out["true"]
-    with h5py.File(store_path, "r") as f:
-        ids = np.array([i.decode() for i in f["ids"][:]])[index]
-        record = f["record_index"][:][index]
-        systems = np.array([s.decode() for s in f["crystal_system"][:]])[index]
-        sources = json.loads(f.attrs["sources"])
-    keep = np.ones(len(index), dtype=bool)
-    if ids_of is not None:
-        other = _split_ids(ids_of, split)
-        keep = np.array([i in other for i in ids])
-    # record_index counts the records of all source files in order
-    ends = np.cumsum([s.get("records", 0) for s in sources])
-    source_of = np.searchsorted(ends, record, side="right")
-    groups = {"all": keep}
-    if len(sources) > 1 and ends[-1] > 0:
-        for k, s in enumerate(sources):
-            groups[s["file"]] = keep & (source_of == k)
-    kind, units = checkpoint.kind.name, store.units
-    return {
-        name: tensor_metrics(pred[rows], true[rows], kind, list(systems[rows]), units=units)
-        for name, rows in groups.items()
-        if rows.any()
-    }
+    ids = None if ids_of is None else _split_ids(ids_of, split)
+    result = evaluate_store(checkpoint_path, store_path, split=split, ids=ids)
+    return {"all": result["metrics"], **result["by_source"]}
 
 
 def main(argv: list[str] | None = None) -> int:

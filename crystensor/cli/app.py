@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from crystensor import __version__
-from crystensor.cli import decompose, featurize, fetch, finetune, predict, train
+from crystensor.cli import decompose, evaluate, featurize, fetch, finetune, predict, train
 from crystensor.cli.common import command_help, configure_logging
 
 app = typer.Typer(
@@ -54,6 +54,7 @@ for _name, _module in [
     ("train", train),
     ("finetune", finetune),
     ("predict", predict),
+    ("evaluate", evaluate),
     ("decompose", decompose),
 ]:
     _command = getattr(_module, _name)
