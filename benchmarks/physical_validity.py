@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from crystensor.data.records import read_records
-from crystensor.predict import load_predictor
+from crystensor.prediction import load_predictor
 from crystensor.train.metrics import tensor_metrics
 
 # the record files each shipped model's store was built from

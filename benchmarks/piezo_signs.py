@@ -133,8 +133,8 @@ def point_groups_and_pairs(records: Path) -> None:
 def model_cosines(model: Path, store: Path) -> None:
     import torch
 
+    from crystensor.checkpoint import load_checkpoint
     from crystensor.data.dataset import GraphDataset, _collate
-    from crystensor.train.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(model)
     net = checkpoint.build_model(torch.device("cpu"), torch.float32).eval()

@@ -4,7 +4,7 @@ Prints
 
 1. the wall time of ``crystensor predict ONE.POSCAR --model CKPT`` run as a subprocess, start-up
    (imports, loading the model) included (aim: < 3 s), and its CPU time (user + system);
-2. the throughput of :meth:`crystensor.predict.Predictor.predict_results` over the 1181 matminer
+2. the throughput of :meth:`crystensor.prediction.Predictor.predict_results` over the 1181 matminer
    elastic structures of ``../shared/data`` once the model is loaded (aim: > 200 structures/s),
    in wall time and in CPU time (this process plus the processes it forks), shared between
    processes as ``predict_results`` does and in this process alone, with the CPU time split into
@@ -50,9 +50,9 @@ _FALLBACK = (
 
 
 def untrained_checkpoint(arch: str, folder: Path) -> Path:
+    from crystensor.checkpoint import Checkpoint, save_checkpoint
     from crystensor.data import elements
     from crystensor.models import build_model, preset
-    from crystensor.train.checkpoint import Checkpoint, save_checkpoint
 
     model = build_model(
         preset(arch, "default", num_node_features=elements.FEATURE_DIM, target="elastic")
@@ -117,7 +117,7 @@ def stage_seconds(predictor, structures, batch_size: int) -> dict[str, tuple[flo
     """
     import numpy as np
 
-    from crystensor.predict import Prediction, _finish, _Job
+    from crystensor.prediction.api import Prediction, _finish, _Job
     from crystensor.tensors.analysis import derived_properties
     from crystensor.tensors.harmonic import from_irreps
     from crystensor.tensors.symmetry import _find_symmetry, _spglib_cell
@@ -173,10 +173,9 @@ def main() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
-    from crystensor import predict
-    from crystensor.predict import Predictor
+    from crystensor.checkpoint import load_checkpoint
+    from crystensor.prediction import Predictor
     from crystensor.pretrained import available
-    from crystensor.train.checkpoint import load_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or available().get("elastic")
@@ -207,15 +206,15 @@ def main() -> None:
         predictor = Predictor(load_checkpoint(model), source=str(model))
         predictor.predict_results(structures[:64], batch_size=args.batch_size)  # warm-up
         n = len(structures)
-        processes = predict._processes(n, predictor.device)
-        for label, minimum in (
-            (f"{processes} processes", predict._PARALLEL_MIN_STRUCTURES),
-            ("this process alone", n + 1),
-        ):
-            predict._PARALLEL_MIN_STRUCTURES = minimum
+        from crystensor.prediction.api import _processes
+
+        processes = _processes(0, n, predictor.device)
+        for label, workers in ((f"{processes} processes", 0), ("this process alone", 1)):
             cpu = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
-            results = predictor.predict_results(structures, batch_size=args.batch_size)
+            results = predictor.predict_results(
+                structures, batch_size=args.batch_size, workers=workers
+            )
             seconds = time.perf_counter() - start
             cpu = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu
             failed = sum(not r.ok for r in results)

@@ -136,9 +136,9 @@ def symmetry_effect(
     """
     import torch
 
+    from crystensor.checkpoint import check_featurization, load_checkpoint
     from crystensor.data.dataset import GraphDataset
     from crystensor.data.store import GraphStore
-    from crystensor.train.checkpoint import check_featurization, load_checkpoint
     from crystensor.train.distributed import DistInfo
     from crystensor.train.loop import evaluate
     from crystensor.train.metrics import tensor_metrics

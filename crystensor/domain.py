@@ -221,6 +221,17 @@ def invariant_descriptor(pooled: np.ndarray, irreps: list[tuple[int, int, int]])
     return np.concatenate(out, axis=1)
 
 
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` on torch's threads when torch is loaded (as in predict): numpy's BLAS would
+    start threads of its own, which on a small product cost more CPU than the product."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return a @ b
+    return (torch.from_numpy(a) @ torch.from_numpy(b)).numpy()
+
+
 @dataclass
 class FeatureDomain:
     """Nearest-neighbour distance of a structure's descriptor from the training set's.
@@ -249,9 +260,18 @@ class FeatureDomain:
     def distances(self, descriptors: np.ndarray) -> np.ndarray:
         """RMS distance ``(n,)`` of each descriptor to its nearest training descriptor."""
         x = (np.asarray(descriptors, dtype=float) - self.mean) / self.scale
-        ref = self.reference.astype(float)
-        d2 = (x * x).sum(1)[:, None] - 2.0 * x @ ref.T + (ref * ref).sum(1)[None, :]
+        ref_t, ref_norms = self._prepared()
+        d2 = (x * x).sum(1)[:, None] - 2.0 * _matmul(x, ref_t) + ref_norms
         return np.sqrt(np.maximum(d2.min(axis=1), 0.0) / x.shape[1])
+
+    def _prepared(self) -> tuple[np.ndarray, np.ndarray]:
+        """The reference transposed (contiguous, float64) and its squared norms, made once."""
+        cached = getattr(self, "_cache", None)
+        if cached is None or cached[0] is not self.reference:
+            ref = np.asarray(self.reference, dtype=float)
+            cached = (self.reference, np.ascontiguousarray(ref.T), (ref * ref).sum(1)[None, :])
+            self._cache = cached
+        return cached[1], cached[2]
 
     def warning(self, distance: float) -> list[DomainWarning]:
         if not distance > self.threshold:

@@ -3,7 +3,7 @@
 Two kinds of data, two ways to predict:
 
 - **records** (``*.jsonl.gz`` / ``*.jsonl`` of ``crystensor fetch``): every structure goes
-  through the pipeline of ``crystensor predict`` (:meth:`crystensor.predict.Predictor.
+  through the pipeline of ``crystensor predict`` (:meth:`crystensor.prediction.Predictor.
   predict_results`): projected onto its point group and made physically valid as a user gets
   it, or, with ``raw=True``, the network's output untouched. Each prediction keeps its domain
   warnings, so the metrics are also split by warning code (structures flagged
@@ -11,7 +11,7 @@ Two kinds of data, two ways to predict:
   counted and listed in ``failures``, not fatal.
 - **a graph store** (``.h5`` of ``crystensor featurize``): the network's output on the stored
   graphs (:func:`crystensor.train.loop.evaluate`), as in training; the store must be
-  featurized as the model was (:func:`crystensor.train.checkpoint.check_featurization`).
+  featurized as the model was (:func:`crystensor.checkpoint.check_featurization`).
 
 Which graphs or records: a split, ``train``, ``val``, ``test`` or ``all``. When the data
 shares materials with the model's training split (its own store, or records of the same
@@ -45,9 +45,9 @@ import numpy as np
 from crystensor.errors import InputError
 
 if TYPE_CHECKING:
+    from crystensor.checkpoint import Checkpoint
     from crystensor.data.records import Record
-    from crystensor.predict import Predictor
-    from crystensor.train.checkpoint import Checkpoint
+    from crystensor.prediction import Predictor
 
 __all__ = [
     "SPLITS",
@@ -88,8 +88,8 @@ def load_model(model: str | os.PathLike | Checkpoint) -> tuple[Checkpoint, str]:
     InputError
         Neither a shipped model's name nor an existing file, or not a readable checkpoint.
     """
+    from crystensor.checkpoint import Checkpoint, load_checkpoint
     from crystensor.pretrained import SHIPPED_TARGETS, shipped_model
-    from crystensor.train.checkpoint import Checkpoint, load_checkpoint
 
     if isinstance(model, Checkpoint):
         return model, "the given checkpoint"
@@ -210,7 +210,7 @@ def data_format(path: Path) -> str:
 
 
 def _checkpoint_and_source(model: Model) -> tuple[Checkpoint, str, Predictor | None]:
-    from crystensor.predict import Predictor
+    from crystensor.prediction import Predictor
 
     if isinstance(model, Predictor):
         return model.checkpoint, model.source, model
@@ -390,7 +390,7 @@ def evaluate_records(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Metrics of the predict pipeline on a records file (see :func:`evaluate`)."""
-    from crystensor.predict import Predictor
+    from crystensor.prediction import Predictor
 
     path = Path(path)
     checkpoint, source, predictor = _checkpoint_and_source(model)
@@ -513,9 +513,9 @@ def evaluate_store(
     A store built from several record files also gets ``by_source``: the metrics of each
     file's graphs.
     """
+    from crystensor.checkpoint import check_featurization
     from crystensor.data.dataset import GraphDataset
     from crystensor.data.store import GraphStore
-    from crystensor.train.checkpoint import check_featurization
     from crystensor.train.distributed import DistInfo, resolve_device
     from crystensor.train.loop import _backbone_fields, evaluate
     from crystensor.train.metrics import tensor_metrics

@@ -9,6 +9,7 @@ from e3nn import o3
 from pymatgen.core import Lattice, Structure
 
 from crystensor import domain
+from crystensor.checkpoint import load_checkpoint, save_checkpoint
 from crystensor.domain import (
     DomainWarning,
     FeatureDomain,
@@ -18,8 +19,7 @@ from crystensor.domain import (
     vacuum_gaps,
 )
 from crystensor.errors import InputError
-from crystensor.predict import load_predictor
-from crystensor.train.checkpoint import load_checkpoint, save_checkpoint
+from crystensor.prediction import load_predictor
 from tests.helpers import nacl, random_orthogonal, silicon, triclinic, zno_wurtzite
 from tests.test_predict import make_checkpoint, rotated
 

@@ -26,8 +26,8 @@ from pymatgen.core.tensors import Tensor
 from pymatgen.io.ase import AseAtomsAdaptor
 
 import crystensor
-from crystensor import predict as predict_module
 from crystensor import pretrained
+from crystensor.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from crystensor.data import elements
 from crystensor.data.dataset import GraphDataset, _collate, graph_to_data
 from crystensor.data.featurize import featurize
@@ -35,8 +35,13 @@ from crystensor.data.graph import build_graph
 from crystensor.errors import InputError
 from crystensor.io.structures import _parse_plain_poscar, atoms_to_structure
 from crystensor.models import build_model, preset
-from crystensor.predict import Predictor, load_predictor, model_info, predict_results, read_inputs
-from crystensor.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from crystensor.prediction import (
+    Predictor,
+    load_predictor,
+    model_info,
+    predict_results,
+    read_inputs,
+)
 from tests.data.test_featurize import write_test_records
 from tests.helpers import (
     STRUCTURES,
@@ -275,35 +280,43 @@ def _torch_threads(n: int):
 
 @pytest.fixture(scope="module")
 def predicted_here(predictors) -> list[tuple]:
-    """The results of MIXED predicted in this process alone (too few structures to share)."""
-    assert len(MIXED) < predict_module._PARALLEL_MIN_STRUCTURES
+    """The results of MIXED predicted in this process alone (workers=1, the default)."""
     with _torch_threads(1):
         results = predictors["piezoelectric"].predict_results(MIXED, batch_size=4)
     assert sum(r.ok for r in results) == len(MIXED) - 2
     return [_fields(r) for r in results]
 
 
-def _in_processes(predictor, monkeypatch, processes: int = 2, **options) -> list:
+def _in_processes(predictor, processes: int = 2, **options) -> list:
     """predict_results of MIXED shared between ``processes`` forked processes."""
-    monkeypatch.setattr(predict_module, "_PARALLEL_MIN_STRUCTURES", 1)
-    monkeypatch.setattr(predict_module, "_processes", lambda n, device: processes)
     with _torch_threads(1):
-        return predictor.predict_results(MIXED, batch_size=4, **options)
+        return predictor.predict_results(MIXED, batch_size=4, workers=processes, **options)
 
 
-def _spy_finish(monkeypatch, also=None) -> None:
-    """``_finish`` that records the process and its torch threads in ``properties``."""
-    finish = predict_module._finish
+class _Spy(Predictor):
+    """A predictor whose per-structure check records where it ran, logs, or dies."""
 
-    def spied(result, *args):
-        finish(result, *args)
-        if result.ok:
-            result.properties["pid"] = os.getpid()
-            result.properties["threads"] = torch.get_num_threads()
-        if also is not None:
-            also(result)
+    def __init__(self, checkpoint, *, log_it: bool = False, die_after: int | None = None):
+        super().__init__(checkpoint, source="spy")
+        self.log_it, self.die_after, self.parent, self.seen = log_it, die_after, os.getpid(), 0
 
-    monkeypatch.setattr(predict_module, "_finish", spied)
+    def structure_warnings(self, structure):
+        self.seen += 1
+        if self.die_after is not None and os.getpid() != self.parent:
+            if self.seen > self.die_after:
+                os._exit(3)
+        if self.log_it:
+            logging.getLogger("crystensor.tensors.symmetry").warning(
+                "checked %s", structure.composition.reduced_formula
+            )
+        where = f"{os.getpid()} {torch.get_num_threads()}"
+        return [*super().structure_warnings(structure), {"code": "spy", "message": where}]
+
+
+def _where(result) -> tuple[int, int]:
+    (spy,) = [w["message"] for w in result.warnings if w["code"] == "spy"]
+    pid, threads = spy.split()
+    return int(pid), int(threads)
 
 
 def _same_results(results, expected: list[tuple]) -> None:
@@ -320,62 +333,58 @@ def _same_results(results, expected: list[tuple]) -> None:
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_processes_change_nothing(predictors, predicted_here, monkeypatch):
+def test_processes_change_nothing(predictors, predicted_here):
     """Shared between forked processes or predicted here: the same results, in input order."""
-    _same_results(_in_processes(predictors["piezoelectric"], monkeypatch), predicted_here)
+    _same_results(_in_processes(predictors["piezoelectric"]), predicted_here)
 
 
-def test_forked_processes_predict_on_one_thread(predictors, monkeypatch):
-    _spy_finish(monkeypatch)
+def test_forked_processes_predict_on_one_thread(predictors):
+    spy = _Spy(predictors["piezoelectric"].checkpoint)
     seen = []
     with _torch_threads(2):
-        monkeypatch.setattr(predict_module, "_PARALLEL_MIN_STRUCTURES", 1)
-        monkeypatch.setattr(predict_module, "_processes", lambda n, device: 2)
-        results = predictors["piezoelectric"].predict_results(
-            MIXED, batch_size=2, progress=lambda done, total: seen.append((done, total))
+        results = spy.predict_results(
+            MIXED, batch_size=2, workers=2, progress=lambda done, total: seen.append((done, total))
         )
         assert torch.get_num_threads() == 2  # this process's threads are left alone
     ok = [r for r in results if r.ok]
-    pids = {r.properties["pid"] for r in ok}
+    pids = {_where(r)[0] for r in ok}
     assert os.getpid() not in pids and len(pids) == 2
-    assert {r.properties["threads"] for r in ok} == {1}
+    assert {_where(r)[1] for r in ok} == {1}
     # progress after every chunk (2 batches of 2), then once at the end
     assert seen[-1] == (len(MIXED), len(MIXED))
     assert [done for done, _ in seen] == sorted(done for done, _ in seen) and len(seen) >= 4
 
 
-def test_what_forked_processes_log_is_logged_here(predictors, monkeypatch, caplog):
-    def log_one(result):
-        logging.getLogger("crystensor.tensors.symmetry").warning("checked %s", result.name)
+def test_by_default_everything_runs_here(predictors):
+    spy = _Spy(predictors["piezoelectric"].checkpoint)
+    results = spy.predict_results(MIXED * 6, batch_size=8)  # 78 structures, workers=1
+    assert {_where(r)[0] for r in results if r.ok} == {os.getpid()}
 
-    _spy_finish(monkeypatch, also=log_one)
+
+def test_what_forked_processes_log_is_logged_here(predictors, caplog):
+    spy = _Spy(predictors["piezoelectric"].checkpoint, log_it=True)
     with caplog.at_level(logging.WARNING, logger="crystensor"):
-        results = _in_processes(predictors["piezoelectric"], monkeypatch)
+        results = _in_processes(spy)
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("checked")]
-    # every structure with a graph (all but the two that fail), in input order
-    assert logged == [f"checked {r.name}" for r in results if r.ok]
-    assert len(logged) == len(MIXED) - 2
+    # every structure with a structure check (all but the Am one, refused before), in order
+    expected = [f"checked {r.structure.composition.reduced_formula}" for r in results]
+    expected = [e for e, r in zip(expected, results, strict=True) if "Am" not in e]
+    assert logged == expected and len(logged) == len(MIXED) - 1
 
 
-def test_a_dying_process_leaves_its_structures_to_this_one(predictors, predicted_here, monkeypatch):
-    run, parent = predict_module._Job.run, os.getpid()
-
-    def dies_on_the_second_chunk(job, indices, *args):
-        if os.getpid() != parent and indices[0] > 0:
-            os._exit(3)
-        return run(job, indices, *args)
-
-    monkeypatch.setattr(predict_module._Job, "run", dies_on_the_second_chunk)
-    _same_results(_in_processes(predictors["piezoelectric"], monkeypatch), predicted_here)
+def test_a_dying_process_leaves_its_structures_to_this_one(predictors, predicted_here):
+    spy = _Spy(predictors["piezoelectric"].checkpoint, die_after=4)
+    results = _in_processes(spy)
+    _same_results(results, predicted_here)
 
 
 @pytest.mark.parametrize(("batch_size", "expected"), [(4, 1), (32, 2)])
 def test_small_batches_run_on_one_thread(predictors, batch_size, expected):
-    """Predicted here (too few to share): one torch thread for small batches, all for large."""
+    """Predicted here: one torch thread for small batches, all for large."""
     seen = []
     with _torch_threads(2):
         predictors["piezoelectric"].predict_results(
-            MIXED * 3,  # 39: at least two batches, too few for other processes
+            MIXED * 3,  # 39: at least two batches
             batch_size=batch_size,
             progress=lambda done, total: seen.append(torch.get_num_threads()),
         )
@@ -384,17 +393,23 @@ def test_small_batches_run_on_one_thread(predictors, batch_size, expected):
 
 
 def test_how_many_processes(monkeypatch):
+    from crystensor.prediction.api import _processes
+
     cpu = torch.device("cpu")
     with _torch_threads(2):
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-        assert predict_module._processes(1000, cpu) == 2  # one per torch thread
-        assert predict_module._processes(10, cpu) == 1  # too few structures
-        assert predict_module._processes(1000, torch.device("meta")) == 1  # not a CPU
+        assert _processes(0, 1000, cpu) == 2  # auto: one per torch thread
+        assert _processes(0, 10, cpu) == 1  # auto: too few structures
+        assert _processes(3, 10, cpu) == 3  # as asked
+        assert _processes(1, 1000, cpu) == 1
+        assert _processes(0, 1000, torch.device("meta")) == 1  # not a CPU
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
-        assert predict_module._processes(1000, cpu) == 1  # one core allowed
+        assert _processes(0, 1000, cpu) == 1  # one core allowed
     with _torch_threads(1):  # e.g. OMP_NUM_THREADS=1
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-        assert predict_module._processes(1000, cpu) == 1
+        assert _processes(0, 1000, cpu) == 1
+    with pytest.raises(InputError, match="workers"):
+        _processes(-1, 10, cpu)
 
 
 # -- inputs and outputs -----------------------------------------------------------------------
@@ -476,7 +491,7 @@ def test_predicting_imports_only_what_it_needs(checkpoints):
     """torch._dynamo and sympy (via e3nn), PyG, ase.io, scipy.optimize and pymatgen's VASP and
     symmetry modules cost seconds of start-up; predicting a POSCAR needs none of them."""
     code = (
-        "import sys; from crystensor.predict import predict_results; "
+        "import sys; from crystensor.prediction import predict_results; "
         f"(r,) = predict_results({str(EXAMPLES / 'ZnO-mp-2133.POSCAR')!r}, "
         f"model={str(checkpoints['elastic'])!r}); assert r.ok, r.error; "
         "heavy = ('torch._dynamo', 'torch_geometric', 'ase.io', 'scipy.optimize', "
@@ -491,8 +506,8 @@ def test_predicting_imports_only_what_it_needs(checkpoints):
 
 def test_e3nn_defers_to_torch_compiler_disable_once_dynamo_is_loaded():
     code = (
-        "import sys; from crystensor.predict import _import_e3nn_without_dynamo; "
-        "_import_e3nn_without_dynamo(); print('torch._dynamo' in sys.modules); "
+        "import sys; from crystensor.prediction.startup import import_e3nn_without_dynamo; "
+        "import_e3nn_without_dynamo(); print('torch._dynamo' in sys.modules); "
         "from e3nn.o3 import change_basis_real_to_complex as f; before = f(2); "
         "import torch, torch._dynamo; print(torch.equal(f(2), before)); "
         "g = lambda: f(1).abs().sum() * 2; "
@@ -507,8 +522,8 @@ def test_e3nn_imports_sympy_when_its_sympy_names_are_first_used():
     """e3nn's alpha-beta harmonics (Legendre polynomials from sympy) still work after an import
     without sympy, and agree with the Cartesian ones."""
     code = (
-        "import sys, torch; from crystensor.predict import _import_e3nn_without_dynamo; "
-        "_import_e3nn_without_dynamo(); print('sympy' in sys.modules); "
+        "import sys, torch; from crystensor.prediction.startup import import_e3nn_without_dynamo; "
+        "import_e3nn_without_dynamo(); print('sympy' in sys.modules); "
         "from e3nn import o3; x = torch.randn(7, 3, dtype=torch.float64); "
         "a, b = o3.xyz_to_angles(x); ls = [0, 1, 2, 3]; "
         "y = o3.spherical_harmonics_alpha_beta(ls, a, b); "
@@ -531,7 +546,7 @@ def test_e3nn_is_imported_with_sympy_if_the_stand_in_fails():
         "type(sys.modules.get('sympy')).__name__ == '_SympyStandIn':\n"
         "            raise TypeError('uses sympy at import')\n"
         "sys.meta_path.insert(0, Finder())\n"
-        "from crystensor.predict import _import_e3nn_without_dynamo as load; load()\n"
+        "from crystensor.prediction.startup import import_e3nn_without_dynamo as load; load()\n"
         "import sympy, e3nn.o3._angular_spherical_harmonics as m\n"
         "print(type(sympy).__name__, m.pi is sympy.pi, 'torch._dynamo' in sys.modules)"
     )
@@ -541,8 +556,8 @@ def test_e3nn_is_imported_with_sympy_if_the_stand_in_fails():
 
 def test_e3nn_import_with_sympy_loaded_leaves_it_alone():
     loaded = _python(
-        "import sys, sympy; from crystensor.predict import _import_e3nn_without_dynamo; "
-        "_import_e3nn_without_dynamo(); import e3nn.o3._angular_spherical_harmonics as m; "
+        "import sys, sympy; from crystensor.prediction.startup import import_e3nn_without_dynamo; "
+        "import_e3nn_without_dynamo(); import e3nn.o3._angular_spherical_harmonics as m; "
         "print(sys.modules['sympy'] is sympy, m.pi is sympy.pi)"
     )
     assert loaded.strip() == "True True"

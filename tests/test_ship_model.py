@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crystensor.predict import load_predictor, model_info
+from crystensor.checkpoint import load_checkpoint
+from crystensor.prediction import load_predictor, model_info
 from crystensor.train import run
-from crystensor.train.checkpoint import load_checkpoint
 from crystensor.train.config import TrainConfig
 from tests.helpers import zno_wurtzite
 from tests.train.conftest import build_store
@@ -73,12 +73,12 @@ def test_a_caveat_goes_into_the_card_and_is_logged_with_every_prediction(
     caveat = "does not beat the zero tensor on held-out data"
     assert ship.main([str(finished_run), "--out", str(tmp_path), "--caveat", caveat]) == 0
     assert f"- **Caveat:** {caveat}" in (tmp_path / "piezoelectric.md").read_text()
-    with caplog.at_level("WARNING", logger="crystensor.predict"):
+    with caplog.at_level("WARNING", logger="crystensor.prediction"):
         load_predictor(model=tmp_path / "piezoelectric.pt")
     assert [r.getMessage() for r in caplog.records] == [
         f"{tmp_path / 'piezoelectric.pt'}: {caveat}"
     ]
     caplog.clear()
-    with caplog.at_level("WARNING", logger="crystensor.predict"):
+    with caplog.at_level("WARNING", logger="crystensor.prediction"):
         load_predictor(model=finished_run / "best.pt")  # the run itself has no caveat
     assert not caplog.records

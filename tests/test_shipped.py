@@ -17,9 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from crystensor import pretrained
+from crystensor.checkpoint import load_checkpoint
 from crystensor.cli.app import app
-from crystensor.predict import load_predictor
-from crystensor.train.checkpoint import load_checkpoint
+from crystensor.prediction import load_predictor
 
 pytestmark = pytest.mark.slow
 

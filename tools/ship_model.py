@@ -363,8 +363,8 @@ def add_domain(checkpoint: Any, store_path: Path) -> None:
 def refresh_domain(target: str, store_path: Path, out: Path) -> int:
     """Add ``domain`` to an already shipped model and rewrite its card's Limits and Warnings
     sections, keeping everything else of both."""
+    from crystensor.checkpoint import load_checkpoint, save_checkpoint
     from crystensor.io.atomic import atomic_open
-    from crystensor.train.checkpoint import load_checkpoint, save_checkpoint
 
     path = out / f"{target}.pt"
     checkpoint = load_checkpoint(path)
@@ -406,8 +406,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--refresh-domain needs --target")
         return refresh_domain(args.target, args.refresh_domain, args.out)
 
+    from crystensor.checkpoint import load_checkpoint, save_checkpoint
     from crystensor.io.atomic import atomic_open
-    from crystensor.train.checkpoint import load_checkpoint, save_checkpoint
 
     best = args.run_dir / "best.pt"
     checkpoint = load_checkpoint(best)

@@ -37,10 +37,11 @@ def decompose(
         Path | None,
         typer.Option(
             "--structure",
-            "-s",
             help=(
                 "Crystal structure (POSCAR, CIF, ...) in whose Cartesian frame the tensor is "
-                "given: adds the point group, the symmetry violation and the projected tensor; "
+                "given (a predict JSON or a records file carries each tensor's own, used when "
+                "this is not given): adds the point group, the symmetry violation and the "
+                "projected tensor; "
                 "for an elastic tensor also the density, sound velocities, Debye temperature, "
                 "Young's modulus along a, b, c and the Born conditions of its crystal system."
             ),
@@ -79,10 +80,13 @@ def decompose(
     the refractive index (left out when the file says its target is the static 'dielectric');
     piezoelectric — eij_max and, with --elastic, d = e S. Exit code 2 on bad input.
     """
+    from crystensor.io.atomic import check_writable
     from crystensor.io.structures import read_structure
     from crystensor.io.tensors import read_tensor_file
     from crystensor.tensors.analysis import analyse_tensor
 
+    if output is not None:  # before any work: an output that cannot be written fails now
+        check_writable(output, "output")
     inputs = read_tensor_file(tensor_file, kind)
     stiffness = None
     if elastic is not None:
@@ -93,13 +97,19 @@ def decompose(
                     f"--elastic is for piezoelectric tensors (d = e S), but {item.label} is a "
                     f"{item.kind.name} tensor; drop --elastic or give a piezoelectric tensor"
                 )
+    if structure is not None and len(inputs) > 1:
+        raise InputError(
+            f"--structure names one crystal, but {tensor_file.name} holds {len(inputs)} tensors "
+            "(a predict JSON carries each result's own structure); drop --structure, or give "
+            "one tensor"
+        )
     crystal = read_structure(structure) if structure is not None else None
     results = []
     for item in inputs:
         analysis = analyse_tensor(
             item.tensor,
             item.kind,
-            structure=crystal,
+            structure=crystal or _embedded_structure(item),
             symprec=symprec,
             angle_tolerance=angle_tolerance,
             target=_target_of(item),
@@ -115,6 +125,22 @@ def decompose(
     if not as_json:
         for result in results:
             _render(result)
+
+
+def _embedded_structure(item: TensorInput) -> Any:
+    """The structure a file carries with the tensor (predict JSON, dataset records), or None."""
+    if item.structure is None:
+        return None
+    from pymatgen.core import Structure
+
+    try:
+        return Structure.from_dict(item.structure)
+    except Exception as err:  # a damaged dict: the tensor is still analysed, without symmetry
+        err_console.print(
+            f"[yellow]note:[/] {item.label}: its structure could not be read ({err}); no "
+            "symmetry section"
+        )
+        return None
 
 
 def _note_units(item: TensorInput) -> None:

@@ -188,7 +188,7 @@ def graph_to_data(
     """The PyG ``Data`` a model reads, from a stored or freshly built graph.
 
     One conversion for training (:class:`GraphDataset`) and prediction
-    (:mod:`crystensor.predict`), so that both feed the model the same fields.
+    (:mod:`crystensor.prediction`), so that both feed the model the same fields.
 
     Parameters
     ----------

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from crystensor.checkpoint import Checkpoint, save_checkpoint
 from crystensor.errors import InputError
 from crystensor.io.atomic import atomic_write_text
 from crystensor.train import distributed
-from crystensor.train.checkpoint import Checkpoint, save_checkpoint
 from crystensor.train.config import TrainConfig
 from crystensor.train.losses import Normalization, loss_function, target_normalization
 
@@ -267,7 +267,7 @@ def fit(
     run_dir : Path
         Where the stage's files go (rank 0 writes).
     featurization : dict
-        :func:`crystensor.train.checkpoint.featurization_of` the store (saved with the model).
+        :func:`crystensor.checkpoint.featurization_of` the store (saved with the model).
     info : DistInfo
         From :func:`crystensor.train.distributed.setup`.
     reporter : Reporter, optional
@@ -531,7 +531,7 @@ def _finish(
     from crystensor.train import plots
 
     distributed.barrier(info)  # rank 0 has written best.pt
-    from crystensor.train.checkpoint import load_checkpoint
+    from crystensor.checkpoint import load_checkpoint
 
     best = load_checkpoint(run_dir / "best.pt", map_location=info.device)
     model.load_state_dict(best.state_dict)

@@ -37,16 +37,16 @@ from typing import Any
 
 import torch
 
-from crystensor.errors import InputError
-from crystensor.io.atomic import atomic_write_text
-from crystensor.train import distributed
-from crystensor.train.checkpoint import (
+from crystensor.checkpoint import (
     Checkpoint,
     check_backbone,
     check_featurization,
     featurization_of,
     load_checkpoint,
 )
+from crystensor.errors import InputError
+from crystensor.io.atomic import atomic_write_text
+from crystensor.train import distributed
 from crystensor.train.config import TrainConfig, train_config_from_dict
 from crystensor.train.loop import FitResult, Reporter, fit
 
@@ -183,7 +183,7 @@ def _rebuild(source: Checkpoint, mode: str | None, name: str):
 
     From ``frozen``, whose checkpoints hold no weights of the potential, the potential starts
     from the installed file's weights (the ones the checkpoint was trained on, which
-    :func:`~crystensor.train.checkpoint.check_backbone` makes sure of); between ``partial``
+    :func:`~crystensor.checkpoint.check_backbone` makes sure of); between ``partial``
     and ``full`` every weight carries over.
     """
     from crystensor.models import build_model

@@ -207,3 +207,26 @@ def test_kind_mismatch_and_missing_files(tmp_path):
     garbage.write_text("this is not a structure\n")
     result = run("decompose", str(path), "--structure", str(garbage))
     assert result.exit_code == 2 and "cannot read a crystal structure" in result.output
+
+
+def test_prediction_file_uses_each_results_own_structure(tmp_path):
+    """Each result of a predict JSON is analysed with the structure it carries."""
+    from tests.helpers import nacl, zno_wurtzite
+
+    path = tmp_path / "pred.json"
+    eps = np.diag([4.0, 4.0, 5.0]).tolist()
+    results = [
+        {"source": "a", "kind": "dielectric", "tensor": eps, "structure": nacl().as_dict()},
+        {"source": "b", "kind": "dielectric", "tensor": eps, "structure": zno_wurtzite().as_dict()},
+        {"source": "c", "kind": "dielectric", "tensor": eps},
+    ]
+    path.write_text(json.dumps({"crystensor_version": __version__, "results": results}))
+    data = run_json("decompose", str(path))["results"]
+    assert data[0]["symmetry"]["point_group"] == "m-3m"
+    assert data[1]["symmetry"]["point_group"] == "6mm"
+    assert "symmetry" not in data[2]
+    # cubic: the 4, 4, 5 tensor is not invariant; its projection is isotropic
+    assert data[0]["symmetry"]["violation"] > 0 and data[1]["symmetry"]["violation"] < 1e-12
+    poscar = REPO / "examples" / "structures" / "NaCl-mp-22862.POSCAR"
+    refused = run("decompose", str(path), "--structure", str(poscar))
+    assert refused.exit_code == 2 and "holds 3 tensors" in refused.output

@@ -21,7 +21,7 @@ from crystensor.data.featurize import featurize
 from crystensor.data.records import Record, write_records
 from crystensor.data.store import GraphStore
 from crystensor.evaluation import evaluate
-from crystensor.predict import load_predictor
+from crystensor.prediction import load_predictor
 from crystensor.tensors.kinds import get_property
 from crystensor.train.metrics import tensor_metrics
 from tests.helpers import isolated_cs, nacl, silicon, triclinic, zno_wurtzite

@@ -11,7 +11,7 @@ from ase import Atoms
 from ase.io import write as ase_write
 from pymatgen.core import Lattice, Structure
 
-from crystensor.predict import Predictor, load_predictor
+from crystensor.prediction import Predictor, load_predictor
 from tests.cli.test_predict import ZNO, run
 from tests.helpers import nacl
 from tests.test_predict import make_checkpoint

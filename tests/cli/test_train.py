@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from crystensor.checkpoint import load_checkpoint
 from crystensor.cli.app import app
-from crystensor.train.checkpoint import load_checkpoint
 from tests.train.conftest import MANY_SPECIES, build_store
 
 pytestmark = pytest.mark.slow
@@ -97,8 +97,8 @@ def test_split_options_of_train_and_finetune(tmp_path):
 
 
 def test_finetune_backbone_mode(stores, toy_backbone, tmp_path):
+    from crystensor.checkpoint import Checkpoint, save_checkpoint
     from crystensor.models import build_model, preset
-    from crystensor.train.checkpoint import Checkpoint, save_checkpoint
 
     data, frozen, full = stores["dielectric"], tmp_path / "frozen", tmp_path / "full"
     done = _run("train", "-d", data, "-o", frozen, "--arch", "seconv", *FAST, "--epochs", "1",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from crystensor.checkpoint import load_checkpoint
 from crystensor.cli.app import app
-from crystensor.train.checkpoint import load_checkpoint
 from tests.train.conftest import build_store
 
 runner = CliRunner()

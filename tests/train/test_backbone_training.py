@@ -9,11 +9,11 @@ import json
 import pytest
 import torch
 
+from crystensor.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from crystensor.data.feature_cache import cache_path
 from crystensor.data.store import GraphStore
 from crystensor.errors import InputError
 from crystensor.train import run
-from crystensor.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from crystensor.train.config import TrainConfig
 from tests.models.toy_potential import ToyPotential
 from tests.train.conftest import Interrupt, train_tiny

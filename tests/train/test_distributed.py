@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
+from crystensor.checkpoint import load_checkpoint
 from crystensor.train import run
-from crystensor.train.checkpoint import load_checkpoint
 from crystensor.train.config import TrainConfig
 
 pytestmark = pytest.mark.slow

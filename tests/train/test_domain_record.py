@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from crystensor.checkpoint import load_checkpoint
 from crystensor.domain import FeatureDomain
-from crystensor.predict import load_predictor
-from crystensor.train.checkpoint import load_checkpoint
+from crystensor.prediction import load_predictor
 from crystensor.train.domain import training_elements
 from tests.helpers import nacl
 from tests.train.conftest import SPECIES, train_tiny

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from crystensor.checkpoint import load_checkpoint
 from crystensor.data.dataset import GraphDataset
 from crystensor.data.store import GraphStore, make_split
 from crystensor.errors import InputError
 from crystensor.tensors.kinds import get_kind
 from crystensor.train import distributed, run
-from crystensor.train.checkpoint import load_checkpoint
 from crystensor.train.config import TrainConfig
 from crystensor.train.loop import evaluate
 from crystensor.train.losses import loss_function, target_normalization

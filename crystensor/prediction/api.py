@@ -1,318 +1,33 @@
-"""The Python API behind ``crystensor predict``: crystal structures -> predicted tensors.
-
-Each structure goes the way the model's training data went, with the featurization stored in
-its checkpoint (cutoff, auto-cutoff, atom features):
-
-.. code-block:: text
-
-    structure --domain checks--> warnings (or refused: overlapping atoms)
-        --build_graph--> periodic radius graph --model--> irreps (dim,) + pooled features
-        --from_irreps--> Cartesian tensor (raw, frame of the structure)
-        --project_to_point_group--> symmetrized tensor
-        --make_physical--> reported tensor --> derived properties
-
-The symmetrized tensor is the orthogonal projection of the raw one onto the tensors invariant
-under the structure's point group (Neumann's principle): components that must vanish are
-exactly 0 and components that must be equal are bit-for-bit equal. The reported tensor is the
-nearest physically valid one (:func:`crystensor.tensors.physical.make_physical`: elastic
-tensors positive definite, dielectric eigenvalues >= 1), re-projected onto the point group;
-``adjustment`` says whether and how much that changed it. All three are kept.
-
-Each result carries ``warnings`` (:mod:`crystensor.domain`): elements the model never saw,
-atoms far closer than their covalent radii, a vacuum gap (slab, wire or molecule), pooled
-features far from every training structure, and the model card's caveat if it has one.
-
->>> import crystensor
->>> crystensor.predict("POSCAR", target="elastic")  # doctest: +SKIP
-[ElasticTensor(...)]
-
-:func:`predict` returns pymatgen tensor objects; :func:`predict_results` returns one
-:class:`Prediction` per structure (raw and symmetrized tensors, point group, derived
-properties, or the reason it failed) and never stops at a structure it cannot predict.
-A :class:`Predictor` keeps one loaded model for many calls.
-
-On a machine shared with other jobs, set ``OMP_WAIT_POLICY=PASSIVE`` before torch is imported
-(``crystensor predict`` does): idle OpenMP threads then sleep instead of spinning, which made
-inference on 2 busy cores 10x faster.
-"""
+"""The prediction pipeline: :class:`Predictor`, :func:`predict_results`, :func:`predict`."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-import sys
-import threading
-import types
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, fields
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from crystensor.errors import InputError
+from crystensor.parallel import available_cores, can_fork, fork_map
+from crystensor.prediction.inputs import StructureInput, _is_single, read_inputs
+from crystensor.prediction.result import Prediction
+from crystensor.prediction.startup import import_e3nn_without_dynamo
 from crystensor.tensors.kinds import TensorKind
 
 if TYPE_CHECKING:
     import torch
     from pymatgen.core import Structure
 
-    from crystensor.train.checkpoint import Checkpoint
+    from crystensor.checkpoint import Checkpoint
 
-__all__ = [
-    "Prediction",
-    "Predictor",
-    "StructureInput",
-    "load_predictor",
-    "model_info",
-    "predict",
-    "predict_results",
-    "read_inputs",
-]
+__all__ = ["Predictor", "load_predictor", "model_info", "predict", "predict_results"]
 
-log = logging.getLogger(__name__)
-
-#: What the API accepts as one structure: a pymatgen Structure, an ASE Atoms, or a path (a
-#: file, a directory of structure files, or ``-`` for a POSCAR on standard input).
-StructureInput = Any
-
-# Names (lower case) of the files a directory is searched for; anything else in it is skipped.
-_STRUCTURE_SUFFIXES = (".vasp", ".poscar", ".cif", ".xyz", ".extxyz", ".mcif")
-_STRUCTURE_STEMS = ("poscar", "contcar", "vasprun")
-
-# The pymatgen class that holds each kind (module, class name).
-_PYMATGEN_CLASSES = {
-    "elastic": ("pymatgen.analysis.elasticity", "ElasticTensor"),
-    "piezoelectric": ("pymatgen.analysis.piezo", "PiezoTensor"),
-    "dielectric": ("pymatgen.core.tensors", "Tensor"),
-}
-
-
-@dataclass
-class Prediction:
-    """The prediction for one structure (or why there is none).
-
-    Attributes
-    ----------
-    name : str
-        Where the structure came from: the file (with ``[i]`` for frame ``i`` of a multi-frame
-        file), ``stdin``, or the formula of an in-memory structure.
-    target : str
-        Property predicted (``"elastic"``, ``"dielectric-electronic"``, ...).
-    kind : TensorKind
-    structure : pymatgen Structure or None
-    raw : array ``kind.cartesian_shape`` or None
-        The network's output as a Cartesian tensor in the frame of ``structure``, float64, in
-        ``kind.units``.
-    symmetrized : array ``kind.cartesian_shape`` or None
-        ``raw`` projected onto the point group (exact zeros and equalities).
-    symmetrize : bool
-        Whether :attr:`tensor` (what is reported) starts from ``symmetrized`` (True) or ``raw``.
-    physical : bool
-        Whether :attr:`tensor` is floored to a physically valid tensor (``valid``).
-    valid : array ``kind.cartesian_shape`` or None
-        ``symmetrized`` (or ``raw``) made physically valid, projected onto the point group
-        again when it was symmetrized (:func:`crystensor.tensors.physical.make_physical`).
-    adjustment : dict or None
-        What the floor did (``changed``, ``quantity``, ``floor``, ``smallest_before``,
-        ``relative_change``); None for piezoelectric tensors, which have no floor.
-    warnings : list of dict
-        ``{"code", "message"}`` per reason to distrust the prediction (:mod:`crystensor.domain`).
-    feature_distance : float or None
-        Distance of the structure's pooled features from the nearest training structure (see
-        :class:`crystensor.domain.FeatureDomain`); None if the model has no reference.
-    elastic : array ``(3, 3, 3, 3)`` or None
-        For a piezoelectric prediction with an elastic model: the elastic tensor (GPa) that
-        gave the strain constants d = e S in ``properties``.
-    point_group, crystal_system, space_group : str or None
-        Hermann-Mauguin symbols and lowercase system, found with ``symprec``.
-    space_group_number : int or None
-    symmetry_violation : float or None
-        How far ``raw`` is from invariant: max change under the group / max component.
-    properties : dict
-        Derived properties of :attr:`tensor` (:func:`crystensor.tensors.analysis.
-        derived_properties`: moduli, eigenvalues, eij_max, ... with their ``units``).
-    error : str or None
-        Why this structure could not be predicted; everything else is then None / empty.
-    """
-
-    name: str
-    target: str
-    kind: TensorKind
-    structure: Structure | None = None
-    raw: np.ndarray | None = None
-    symmetrized: np.ndarray | None = None
-    symmetrize: bool = True
-    physical: bool = True
-    valid: np.ndarray | None = None
-    adjustment: dict[str, Any] | None = None
-    warnings: list[dict[str, str]] = field(default_factory=list)
-    feature_distance: float | None = None
-    elastic: np.ndarray | None = None
-    point_group: str | None = None
-    crystal_system: str | None = None
-    space_group: str | None = None
-    space_group_number: int | None = None
-    symmetry_violation: float | None = None
-    properties: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def tensor(self) -> np.ndarray | None:
-        """The reported Cartesian tensor: ``valid``, or ``symmetrized`` / ``raw`` without the
-        physical floor (see ``physical`` and ``symmetrize``)."""
-        if self.physical and self.valid is not None:
-            return self.valid
-        return self.symmetrized if self.symmetrize else self.raw
-
-    @property
-    def voigt(self) -> np.ndarray | None:
-        """:attr:`tensor` in Voigt form (3x3, 3x6 or 6x6; xx, yy, zz, yz, xz, xy; no 2s)."""
-        return None if self.tensor is None else self.kind.to_voigt(self.tensor)
-
-    @property
-    def formula(self) -> str | None:
-        return None if self.structure is None else self.structure.composition.reduced_formula
-
-    def to_pymatgen(self) -> Any:
-        """:attr:`tensor` as ``ElasticTensor`` (GPa), ``PiezoTensor`` (C/m^2) or ``Tensor``."""
-        if self.tensor is None:
-            raise InputError(f"{self.name}: no prediction ({self.error})")
-        import importlib
-
-        module, name = _PYMATGEN_CLASSES[self.kind.name]
-        return getattr(importlib.import_module(module), name)(self.tensor)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain JSON; ``crystensor decompose`` reads it (``kind`` + ``tensor``)."""
-        if not self.ok:
-            return {"source": self.name, "target": self.target, "error": self.error}
-        return {
-            "source": self.name,
-            "formula": self.formula,
-            "target": self.target,
-            "kind": self.kind.name,
-            "units": self.kind.units,
-            "symmetrized": self.symmetrize,
-            "physical": self.physical,
-            "tensor": self.tensor.tolist(),
-            "voigt": self.voigt.tolist(),
-            "raw_voigt": self.kind.to_voigt(self.raw).tolist(),
-            "point_group": self.point_group,
-            "crystal_system": self.crystal_system,
-            "space_group": self.space_group,
-            "space_group_number": self.space_group_number,
-            "symmetry_violation": self.symmetry_violation,
-            "adjustment": self.adjustment,
-            "warnings": self.warnings,
-            "feature_distance": self.feature_distance,
-            **({} if self.elastic is None else {"elastic_voigt": _voigt66(self.elastic)}),
-            "properties": self.properties,
-            "structure": self.structure.as_dict(),
-        }
-
-
-# -- reading the inputs ----------------------------------------------------------------------
-
-
-def _looks_like_structure(path: Path) -> bool:
-    name = path.name.lower().removesuffix(".gz")
-    return name.endswith(_STRUCTURE_SUFFIXES) or any(s in name for s in _STRUCTURE_STEMS)
-
-
-def read_inputs(
-    structures: StructureInput | Iterable[StructureInput], *, recursive: bool = True
-) -> list[tuple[str, Any]]:
-    """Expand the inputs into ``(name, Structure)`` pairs, in order.
-
-    Files with several frames give several pairs; a directory gives the structure files in it
-    (POSCAR/CONTCAR/vasprun names, ``.vasp``, ``.cif``, ``.xyz``, ``.extxyz``, optionally
-    ``.gz``) and, with ``recursive``, in its subdirectories (one folder per calculation),
-    sorted by path; hidden files and folders are skipped. An input that cannot be read becomes
-    ``(name, InputError)`` instead of stopping the others.
-
-    Returns
-    -------
-    list of (str, Structure or InputError)
-    """
-    if _is_single(structures) or isinstance(structures, str | os.PathLike):
-        structures = [structures]
-    out: list = []
-    for item in structures:
-        if isinstance(item, str | os.PathLike):
-            path = Path(item)
-            if str(item) != "-" and path.is_dir():
-                files = _structure_files(path, recursive)
-                if not files:
-                    out.append((str(path), InputError(f"no structure files in directory {path}")))
-                for p in files:
-                    out.extend(_read_file(p))
-            else:
-                out.extend(_read_file(item))
-        else:
-            try:
-                structure = _as_structure(item)
-            except InputError as err:
-                out.append((f"structure {len(out)}", err))
-                continue
-            out.append((structure.composition.reduced_formula, structure))
-    return out
-
-
-def _structure_files(folder: Path, recursive: bool) -> list[Path]:
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(
-        p
-        for p in found
-        if p.is_file()
-        and _looks_like_structure(p)
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
-
-
-def _read_file(path: str | os.PathLike) -> list[tuple[str, Any]]:
-    from crystensor.io.structures import read_frames
-
-    name = "stdin" if str(path) == "-" else str(path)
-    try:
-        frames = read_frames(path)
-    except InputError as err:
-        return [(name, err)]
-    if len(frames) == 1:
-        return [(name, frames[0])]
-    return [(f"{name}[{i}]", s) for i, s in enumerate(frames)]
-
-
-def _is_single(item: Any) -> bool:
-    """A pymatgen Structure or an ASE Atoms (both iterable, but one structure)."""
-    cls = type(item)
-    return any(c.__name__ in ("Structure", "IStructure", "Atoms") for c in cls.__mro__)
-
-
-def _as_structure(item: Any) -> Structure:
-    from pymatgen.core import IStructure
-
-    from crystensor.io.structures import atoms_to_structure, check_cell, check_ordered
-
-    ase = sys.modules.get("ase")  # an Atoms exists only if ASE was imported: no need to here
-    if isinstance(item, IStructure):
-        structure = item
-    elif ase is not None and isinstance(item, ase.Atoms):
-        structure = atoms_to_structure(item, "an ASE Atoms")
-    else:
-        raise InputError(
-            f"cannot predict for a {type(item).__name__}; give a pymatgen Structure, an ASE "
-            "Atoms or a path to a structure file"
-        )
-    check_ordered(structure, structure.composition.reduced_formula)
-    check_cell(structure, structure.composition.reduced_formula)
-    return structure
+log = logging.getLogger("crystensor.prediction")
 
 
 # -- the model --------------------------------------------------------------------------------
@@ -341,117 +56,13 @@ def _check_featurization(featurization: dict[str, Any], where: str) -> None:
         )
 
 
-def _import_e3nn_without_dynamo() -> None:
-    """Import e3nn without ``torch._dynamo`` and sympy (~1.4 s of the start-up of predict).
-
-    - e3nn 0.6 decorates one function with ``torch.compiler.disable`` when it is imported, and
-      that decorator imports ``torch._dynamo`` (~1 s). While e3nn is imported, the decorator is
-      replaced by one that defers to the real one only once ``torch._dynamo`` is loaded (by
-      ``torch.compile``, say): until then, nothing is compiled and the function runs as it is.
-    - e3nn imports seven names from sympy (~0.4 s) for its alpha-beta spherical harmonics,
-      which crystensor does not use. While e3nn is imported, ``sympy`` is a stand-in whose
-      names import the real sympy when first called (:class:`_SympyName`).
-    """
-    if "e3nn" in sys.modules or "torch._dynamo" in sys.modules:
-        return
-    import functools
-
-    import torch.compiler
-
-    disable = torch.compiler.disable
-
-    def deferred(fn=None, recursive=True, **options):
-        if fn is None:
-            return functools.partial(deferred, recursive=recursive, **options)
-        disabled = []
-
-        @functools.wraps(fn)
-        def call(*args, **kwargs):
-            if "torch._dynamo" not in sys.modules:
-                return fn(*args, **kwargs)
-            if not disabled:
-                disabled.append(disable(fn, recursive, **options))
-            return disabled[0](*args, **kwargs)
-
-        return call
-
-    stand_in = None if "sympy" in sys.modules else _SympyStandIn("sympy")
-    torch.compiler.disable = deferred
-    if stand_in is not None:
-        sys.modules["sympy"] = stand_in
-    try:
-        import e3nn.o3
-    except Exception:
-        if stand_in is None:
-            raise
-        # an e3nn (or a module it imports) that uses sympy while it is imported: import it
-        # with the real sympy
-        for name in _e3nn_module_names():
-            del sys.modules[name]
-        sys.modules.pop("sympy", None)
-        stand_in = None
-        import e3nn.o3  # noqa: F401
-    finally:
-        torch.compiler.disable = disable
-        if stand_in is not None and sys.modules.get("sympy") is stand_in:
-            del sys.modules["sympy"]
-
-
-def _e3nn_module_names() -> list[str]:
-    return [m for m in sys.modules if m == "e3nn" or m.startswith("e3nn.")]
-
-
-class _SympyStandIn(types.ModuleType):
-    """``sympy`` while e3nn is imported: every name is a :class:`_SympyName`."""
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return _SympyName(name)
-
-
-class _SympyName:
-    """A sympy name e3nn imported from :class:`_SympyStandIn`.
-
-    The first call (e3nn's Legendre polynomials call ``symbols`` or ``Integer`` before using
-    any constant) imports sympy and rebinds every stand-in name in e3nn's modules to the real
-    object, so from then on e3nn runs on sympy itself.
-    """
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return getattr(_resolve_sympy_names(), self.name)(*args, **kwargs)
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(getattr(_resolve_sympy_names(), self.name), attr)
-
-
-def _resolve_sympy_names() -> types.ModuleType:
-    """Import sympy, rebind the :class:`_SympyName` globals of e3nn to it, return it."""
-    import sympy
-
-    for module_name in _e3nn_module_names():
-        module = sys.modules[module_name]
-        if module is None:
-            continue
-        names = vars(module)
-        for key, value in list(names.items()):
-            if isinstance(value, _SympyName):
-                names[key] = getattr(sympy, value.name)
-    return sympy
-
-
 class Predictor:
     """A loaded model with the featurization it was trained with.
 
     Parameters
     ----------
     checkpoint : Checkpoint
-        From :func:`crystensor.train.checkpoint.load_checkpoint`.
+        From :func:`crystensor.checkpoint.load_checkpoint`.
     device : str
         ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
     dtype : torch.dtype
@@ -477,7 +88,7 @@ class Predictor:
 
         from crystensor.train.distributed import resolve_device
 
-        _import_e3nn_without_dynamo()
+        import_e3nn_without_dynamo()
         self.checkpoint = checkpoint
         self.source = source
         self.kind = checkpoint.kind
@@ -611,6 +222,7 @@ class Predictor:
         progress: Callable[[int, int], None] | None = None,
         elastic: Predictor | None = None,
         recursive: bool = True,
+        workers: int = 1,
     ) -> list[Prediction]:
         """One :class:`Prediction` per structure, in input order (see :func:`predict_results`).
 
@@ -626,6 +238,7 @@ class Predictor:
             batch_size=batch_size,
             symprec=symprec,
             angle_tolerance=angle_tolerance,
+            workers=workers,
         )
         stiffness = None
         if elastic is not None:
@@ -646,6 +259,7 @@ class Predictor:
         batch_size: int,
         symprec: float,
         angle_tolerance: float | None,
+        workers: int,
         progress: Callable[[int, int], None] | None = None,
         stiffness: list[Prediction] | None = None,
     ) -> list[Prediction]:
@@ -662,7 +276,7 @@ class Predictor:
         job = _Job(self, results, symmetrize, physical, batch_size, symprec, angle_tolerance)
         job.stiffness = stiffness
         done = len(entries) - len(todo)
-        processes = _processes(len(todo), self.device)
+        processes = _processes(workers, len(todo), self.device)
         if processes > 1:
             todo = _predict_in_processes(job, todo, processes, progress, done)
             done = len(entries) - len(todo)
@@ -752,15 +366,11 @@ class _Job:
 # help (179 against 152). So many structures are shared between processes instead, each on one
 # thread: forked from this one (the model is loaded once, the fork costs milliseconds), each
 # predicting chunks of the structures with the whole pipeline (graph, network, symmetry,
-# properties). From this many structures on:
-_PARALLEL_MIN_STRUCTURES = 64
+# properties). ``workers=0`` (auto) forks from this many structures on:
+_AUTO_MIN_STRUCTURES = 64
 _ONE_THREAD_MAX_BATCH = 16
 # structures per task given to a process: small enough that the processes finish together
 _CHUNK_BATCHES = 2
-
-# What the forked processes predict with (set just before they are forked, read in them).
-_FORKED: _Job | None = None
-_FORK_LOCK = threading.Lock()
 
 
 def _network_threads(threads: int, batch_size: int, device: Any) -> int:
@@ -774,24 +384,24 @@ def _network_threads(threads: int, batch_size: int, device: Any) -> int:
     return 1 if batch_size <= _ONE_THREAD_MAX_BATCH else threads
 
 
-def _processes(n_structures: int, device: Any) -> int:
+def _processes(workers: int, n_structures: int, device: Any) -> int:
     """How many processes predict ``n_structures`` structures (1: this one alone).
 
-    One per torch thread (``OMP_NUM_THREADS`` or ``torch.set_num_threads`` limit it), at most
-    one per core this process may run on, on a CPU, on Linux (where forking is safe and cheap),
-    from ``_PARALLEL_MIN_STRUCTURES`` structures on, and not inside a daemon process (which may
-    not have children).
+    ``workers`` >= 1 is taken as it is (at most one per structure); 0 means one per torch
+    thread and available core from ``_AUTO_MIN_STRUCTURES`` structures on. Always 1 on a GPU,
+    off Linux or inside a daemon process (see :mod:`crystensor.parallel`).
     """
-    import multiprocessing
-
     import torch
 
-    if getattr(device, "type", "cpu") != "cpu" or n_structures < _PARALLEL_MIN_STRUCTURES:
+    if workers < 0:
+        raise InputError(f"workers must be 0 (one per core) or more, got {workers}")
+    if getattr(device, "type", "cpu") != "cpu" or n_structures < 2 or not can_fork():
         return 1
-    if sys.platform != "linux" or multiprocessing.current_process().daemon:
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(torch.get_num_threads(), cores or 1))
+    if workers == 0:
+        if n_structures < _AUTO_MIN_STRUCTURES:
+            return 1
+        return max(1, min(torch.get_num_threads(), available_cores()))
+    return min(workers, n_structures)
 
 
 def _predict_in_processes(
@@ -804,109 +414,29 @@ def _predict_in_processes(
     """Predict ``indices`` in ``processes`` forked processes; return those left undone.
 
     Each process predicts chunks of ``_CHUNK_BATCHES`` batches and sends back the fields of
-    their predictions and what it logged (logged again here, in order). If the processes cannot
-    be started or one dies, the structures not yet predicted are returned to predict here.
+    their predictions (:func:`crystensor.parallel.fork_map` re-logs what they logged). If the
+    processes cannot be started or one dies, the structures not yet predicted are returned.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    global _FORKED
     size = job.batch_size * _CHUNK_BATCHES
     chunks = [indices[k : k + size] for k in range(0, len(indices), size)]
     left = list(indices)
-    with _FORK_LOCK:
-        _FORKED = job
-        pool = None
-        try:
-            pool = ProcessPoolExecutor(
-                processes, multiprocessing.get_context("fork"), initializer=_start_forked
-            )
-            for chunk, (fields, records) in zip(
-                chunks, pool.map(_predict_forked, chunks), strict=True
-            ):
-                for i, values in fields:
-                    for name, value in values.items():
-                        setattr(job.results[i], name, value)
-                for record in records:
-                    logging.getLogger(record.name).handle(record)
-                done += len(chunk)
-                left = left[len(chunk) :]
-                if progress is not None:
-                    progress(done, len(job.results))
-        except (BrokenProcessPool, OSError) as err:
-            log.debug("predicting here: the prediction processes failed (%r)", err)
-        finally:
-            # on an interrupt too: the chunks not started are dropped, not waited for
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-            _FORKED = None
+    for chunk, predicted in fork_map(_predict_chunk, job, chunks, processes):
+        for i, values in predicted:
+            for name, value in values.items():
+                setattr(job.results[i], name, value)
+        done += len(chunk)
+        left = left[len(chunk) :]
+        if progress is not None:
+            progress(done, len(job.results))
     return left
 
 
-def _keep_freed_memory() -> None:
-    """Let glibc's malloc keep freed memory for the next batch instead of returning it.
-
-    Each batch allocates a few MB of tensors; by default glibc maps blocks that large afresh
-    and unmaps them when freed, so every batch page-faults its memory in again (~600 minor
-    faults per structure with the shipped elastic SEGNN, 1 with these settings; measured
-    7.7 against 8.9 ms of CPU per structure, on a noisy machine). Only in processes crystensor
-    owns (the forked ones), and only with glibc.
-    """
-    import ctypes
-    import platform
-
-    if platform.libc_ver()[0] != "glibc":
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-    libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest allowed
-    libc.mallopt(m_trim_threshold, 512 << 20)
-    libc.mallopt(m_top_pad, 64 << 20)
-
-
-class _Collected(logging.Handler):
-    """Keeps the records a forked process logs, to send them to the parent."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        record.msg, record.args = record.getMessage(), None  # arguments may not pickle
-        record.exc_info = None
-        self.records.append(record)
-
-
-_COLLECTED = _Collected()
-
-
-def _start_forked() -> None:
-    """In a forked process: one torch thread, freed memory kept, logging kept for the parent."""
-    import torch
-
-    torch.set_num_threads(1)
-    _keep_freed_memory()
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    root.addHandler(_COLLECTED)
-
-
-def _predict_forked(indices: list[int]) -> tuple[list[tuple[int, dict]], list[logging.LogRecord]]:
-    """In a forked process: predict ``indices`` of the parent's job, return what changed."""
-    job = _FORKED
-    if job is None:  # not forked from a process that set the job
-        raise RuntimeError("no prediction job in this process")
-    _COLLECTED.records = []
+def _predict_chunk(job: _Job, indices: list[int]) -> list[tuple[int, dict[str, Any]]]:
+    """In a forked process: predict ``indices`` of the job, return the fields filled in."""
     job.run(indices)
-    fields = [
+    return [
         (i, {name: getattr(job.results[i], name) for name in _PREDICTED_FIELDS}) for i in indices
     ]
-    return fields, _COLLECTED.records
 
 
 # the fields of a Prediction that predicting fills in (the others are known before)
@@ -1010,12 +540,6 @@ def _symmetrize_and_derive(
     )
 
 
-def _voigt66(elastic: np.ndarray) -> list:
-    from crystensor.tensors.kinds import get_kind
-
-    return get_kind("elastic").to_voigt(elastic).tolist()
-
-
 def _internal(err: Exception) -> str:
     log.debug("internal error", exc_info=err)
     return (
@@ -1065,7 +589,7 @@ def load_predictor(
         Neither ``target`` nor ``model``; no shipped model for ``target``; an unreadable
         checkpoint; or a checkpoint for another target.
     """
-    from crystensor.train.checkpoint import Checkpoint, load_checkpoint
+    from crystensor.checkpoint import Checkpoint, load_checkpoint
 
     if isinstance(model, Predictor):
         predictor = model
@@ -1105,6 +629,9 @@ def predict_results(
     angle_tolerance: float | None = None,
     dtype: torch.dtype | None = None,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+    recursive: bool = True,
+    elastic: str | os.PathLike | Checkpoint | Predictor | None = None,
 ) -> list[Prediction]:
     """Predict a tensor for every structure; a structure that fails does not stop the others.
 
@@ -1138,6 +665,16 @@ def predict_results(
         Of the model and graphs; float32 by default.
     progress : callable, optional
         Called as ``progress(done, total)`` after each batch.
+    workers : int
+        Processes to predict in: 1 (default) this one; N > 1 that many processes forked from
+        this one, each running the whole pipeline on one torch thread on a share of the
+        structures; 0 one per torch thread and available core when there are 64 structures or
+        more (what ``crystensor predict`` does). CPU on Linux only; otherwise 1.
+    recursive : bool
+        Search directories with their subdirectories (default) or the directory alone.
+    elastic : path, Checkpoint or Predictor, optional
+        With a piezoelectric model: an elastic model (``"elastic"`` for the shipped one) whose
+        tensor of each structure gives the strain constants d = e S in ``properties``.
 
     Returns
     -------
@@ -1146,11 +683,9 @@ def predict_results(
 
     Notes
     -----
-    On a CPU under Linux, 64 structures or more are shared between processes forked from this
-    one, one per torch thread (``OMP_NUM_THREADS`` limits them) and per available core, each
-    running the whole pipeline on one thread; what they log is logged here. The results are
-    those of one process (to float32 rounding of the thread count: ~1e-7 relative). If the
-    processes cannot start or one dies, this process predicts what is left.
+    The results of several processes are those of one (to float32 rounding of the thread
+    count: ~1e-7 relative); what the processes log is logged here. If they cannot start or
+    one dies, this process predicts what is left.
 
     Raises
     ------
@@ -1158,6 +693,12 @@ def predict_results(
         Only for problems with the model (see :func:`load_predictor`) or the options.
     """
     predictor = load_predictor(target, model, device=device, dtype=dtype)
+    stiffness = None
+    if elastic is not None:
+        shipped = isinstance(elastic, str) and elastic == "elastic"
+        stiffness = load_predictor(
+            "elastic", None if shipped else elastic, device=device, dtype=dtype
+        )
     return predictor.predict_results(
         structures,
         symmetrize=symmetrize,
@@ -1166,6 +707,9 @@ def predict_results(
         symprec=symprec,
         angle_tolerance=angle_tolerance,
         progress=progress,
+        workers=workers,
+        recursive=recursive,
+        elastic=stiffness,
     )
 
 
@@ -1181,6 +725,7 @@ def predict(
     symprec: float = 0.01,
     angle_tolerance: float | None = None,
     dtype: torch.dtype | None = None,
+    workers: int = 1,
 ) -> Any:
     """Predicted tensors as pymatgen objects, in the Cartesian frame of each structure.
 
@@ -1209,6 +754,7 @@ def predict(
         symprec=symprec,
         angle_tolerance=angle_tolerance,
         dtype=dtype,
+        workers=workers,
     )
     failed = [r for r in results if not r.ok]
     if failed:
@@ -1258,18 +804,3 @@ def model_info(
         "epoch": checkpoint.training.get("epoch"),
         "card": card,
     }
-
-
-class _CallableModule(types.ModuleType):
-    """Makes ``crystensor.predict(...)`` work after ``import crystensor.predict``.
-
-    Importing this module binds the package attribute ``crystensor.predict`` to the module
-    (shadowing the function that ``crystensor.__getattr__`` hands out), so the module itself
-    forwards calls to :func:`predict`.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return predict(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
