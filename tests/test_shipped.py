@@ -147,3 +147,11 @@ def test_shipped_models_flag_the_cases_of_issue_14():
             _, adjustment = make_physical(r.tensor, r.kind)
             assert not adjustment.changed and r.properties["born_stable"]
             assert r.properties["k_vrh"] > 0
+
+
+def test_shipped_checkpoints_carry_no_path_of_the_training_machine():
+    for target, path in pretrained.available().items():
+        text = json.dumps(load_checkpoint(path).meta, default=str)
+        absolute = [w for w in text.replace(",", " ").split() if w.strip('"[').startswith("/")]
+        assert absolute == [], (target, absolute)
+        assert load_checkpoint(path).meta["command"][0] == "crystensor"

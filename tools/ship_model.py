@@ -334,6 +334,26 @@ def model_card(
     return "\n".join(lines)
 
 
+def portable_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` without the paths of the machine a model was trained on: the program by name
+    (``/x/.venv/bin/crystensor`` -> ``crystensor``), absolute paths by their last parts."""
+
+    def portable(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("/"):
+            parts = Path(value).parts
+            return str(Path(*parts[-2:])) if len(parts) > 2 else Path(value).name
+        return value
+
+    out = dict(meta)
+    command = [str(a) for a in out.get("command") or []]
+    if command:
+        out["command"] = [Path(command[0]).name, *(portable(a) for a in command[1:])]
+    for key in ("parent", "run_dir", "store_path"):
+        if key in out:
+            out[key] = portable(out[key])
+    return out
+
+
 def add_domain(checkpoint: Any, store_path: Path) -> None:
     """Record what ``checkpoint``'s model has seen (``checkpoint.domain``) from its store.
 
@@ -370,6 +390,7 @@ def refresh_domain(target: str, store_path: Path, out: Path) -> int:
     checkpoint = load_checkpoint(path)
     add_domain(checkpoint, store_path)
     saved = checkpoint.meta.get("saved")
+    checkpoint.meta = portable_meta(checkpoint.meta)
     save_checkpoint(checkpoint, path)
     card = (out / f"{target}.md").read_text()
     head, _, rest = card.partition("## Limits")
@@ -427,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         add_domain(checkpoint, store)
     card = model_card(checkpoint, facts, args.selection, args.caveat)
     shipped = checkpoint.without_training_state()
-    shipped.meta = {k: v for k, v in shipped.meta.items() if k != "caveat"}
+    shipped.meta = portable_meta({k: v for k, v in shipped.meta.items() if k != "caveat"})
     if args.caveat:
         shipped.meta["caveat"] = args.caveat
     save_checkpoint(shipped, args.out / f"{target}.pt")
