@@ -18,6 +18,9 @@ A checkpoint is one ``torch.save`` file of plain containers and tensors, so it l
 ``versions``       crystensor, torch, e3nn, torch_geometric, pymatgen, numpy
 ``training``       train config, epoch, history, optimizer / scheduler / RNG state (resume);
                    may be empty in a shipped model
+``members``        an ensemble's weights: one ``state_dict`` per member (the first is also
+                   ``state_dict``), same network and normalisation; empty for a single model
+                   (:func:`make_ensemble`)
 ``domain``         what the model has seen, for predict's warnings (:mod:`crystensor.train.domain`):
                    training ``elements`` and pooled-feature ``features``; empty in checkpoints
                    written before crystensor recorded it
@@ -54,6 +57,7 @@ __all__ = [
     "featurization_of",
     "library_versions",
     "load_checkpoint",
+    "make_ensemble",
     "save_checkpoint",
 ]
 
@@ -162,6 +166,12 @@ class Checkpoint:
     training: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     domain: dict[str, Any] = field(default_factory=dict)
+    members: list[dict[str, torch.Tensor]] = field(default_factory=list)
+
+    @property
+    def n_members(self) -> int:
+        """Networks in the checkpoint: 1, or the size of the ensemble."""
+        return max(1, len(self.members))
 
     @property
     def model_config(self):
@@ -189,6 +199,20 @@ class Checkpoint:
         model = build_model(self.model_config)
         model.load_state_dict(self.state_dict)
         return model.to(device=device, dtype=dtype).eval()
+
+    def build_members(
+        self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ) -> list[Any]:
+        """Every network of the checkpoint (one for a single model), weights loaded, eval mode."""
+        from crystensor.models import build_model
+
+        check_backbone(self.featurization.get("backbone"))
+        models = []
+        for state in self.members or [self.state_dict]:
+            model = build_model(self.model_config)
+            model.load_state_dict(state)
+            models.append(model.to(device=device, dtype=dtype).eval())
+        return models
 
     @classmethod
     def from_model(cls, model: Any, featurization: dict[str, Any], **fields: Any) -> Checkpoint:
@@ -222,6 +246,7 @@ class Checkpoint:
             "training": self.training,
             "meta": self.meta,
             "domain": self.domain,
+            "members": self.members,
         }
 
     def without_training_state(self) -> Checkpoint:
@@ -296,8 +321,52 @@ def load_checkpoint(
             training=payload.get("training", {}),
             meta=payload.get("meta", {}),
             domain=payload.get("domain", {}),
+            members=payload.get("members", []),
         )
     except KeyError as exc:
         raise InputError(
             f"{path} lacks the checkpoint field {exc.args[0]!r}; it is damaged"
         ) from exc
+
+
+def make_ensemble(checkpoints: list[Checkpoint], meta: dict[str, Any] | None = None) -> Checkpoint:
+    """One checkpoint holding the networks of ``checkpoints`` (e.g. the same run, other seeds).
+
+    The first checkpoint gives everything but the weights (featurization, split, metrics,
+    domain, ...); the others must have the same network configuration, target, featurization,
+    target normalisation and split, so that their outputs can be averaged.
+
+    Raises
+    ------
+    InputError
+        Fewer than two checkpoints, or one that differs in any of the above (named).
+    """
+    if len(checkpoints) < 2:
+        raise InputError("an ensemble needs at least two checkpoints")
+    first = checkpoints[0]
+    for i, other in enumerate(checkpoints[1:], 2):
+        for name in ("config", "target", "featurization", "normalization", "split"):
+            if _comparable(getattr(other, name)) != _comparable(getattr(first, name)):
+                raise InputError(
+                    f"checkpoint {i} differs from the first in its {name}; ensemble members "
+                    "must be the same network trained on the same data (other seeds)"
+                )
+    out = copy.copy(first).without_training_state()
+    states = []
+    for checkpoint in checkpoints:
+        states.extend(checkpoint.members or [checkpoint.state_dict])
+    out.members = states
+    out.state_dict = states[0]
+    out.meta = {**first.meta, **(meta or {}), "ensemble": {"members": len(states)}}
+    return out
+
+
+def _comparable(value: Any) -> Any:
+    """Tensors as lists, so that two loaded dicts compare by value."""
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_comparable(v) for v in value]
+    return value

@@ -100,7 +100,9 @@ class Predictor:
         _check_featurization(checkpoint.featurization, source)
         self.device = resolve_device(device)
         self.dtype = dtype or torch.float32
-        self.model = checkpoint.build_model(self.device, self.dtype)
+        #: the networks: one, or the members of an ensemble (averaged; their spread reported)
+        self.models = checkpoint.build_members(self.device, self.dtype)
+        self.model = self.models[0]
         # a pretrained backbone knows fewer elements than the atom features: checked per structure
         potential = getattr(self.model.backbone.embedding, "potential", None)
         self._check_backbone_species = getattr(potential, "check_species", None)
@@ -191,24 +193,39 @@ class Predictor:
         """
         return self.forward(graphs)[0]
 
-    def forward(self, graphs: list[Any]) -> tuple[np.ndarray, np.ndarray | None]:
-        """:meth:`raw_irreps` and the distances of the graphs' pooled features from the
-        training set (``(len(graphs),)``; None if the model records no feature reference)."""
+    def forward(self, graphs: list[Any]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """The model's output for ``graphs`` from :meth:`graph`, float64.
+
+        Returns
+        -------
+        irreps : array ``(n, kind.dim)``
+            The network's output (the members' mean for an ensemble).
+        distances : array ``(n,)`` or None
+            Of the graphs' pooled features from the training set (the first member's; None if
+            the model records no feature reference).
+        members : array ``(n_members, n, kind.dim)`` or None
+            Each member's output, for an ensemble.
+        """
         import torch
 
         from crystensor.data.dataset import _collate
         from crystensor.domain import invariant_descriptor
 
         batch = _collate(graphs, self.device)
+        outputs = []
         with torch.inference_mode():
-            pooled = self.model.backbone(batch)
-            irreps = self.model.head(pooled)["irreps"]
-        irreps = irreps.detach().to("cpu", torch.float64).numpy()
+            for k, model in enumerate(self.models):
+                pooled_k = model.backbone(batch)
+                outputs.append(model.head(pooled_k)["irreps"].to("cpu", torch.float64).numpy())
+                if k == 0:
+                    pooled = pooled_k
+        members = np.stack(outputs) if len(outputs) > 1 else None
+        irreps = outputs[0] if members is None else members.mean(axis=0)
         if self.feature_domain is None:
-            return irreps, None
+            return irreps, None, members
         layout = [(mul, ir.l, ir.p) for mul, ir in self.model.backbone.irreps_out]
         descriptor = invariant_descriptor(pooled.detach().to("cpu", torch.float64).numpy(), layout)
-        return irreps, self.feature_domain.distances(descriptor)
+        return irreps, self.feature_domain.distances(descriptor), members
 
     def predict_results(
         self,
@@ -343,7 +360,13 @@ class _Job:
     def _predict_batch(self, pending: list[tuple[int, Any]]) -> None:
         from crystensor.tensors.harmonic import from_irreps
 
-        raw, distances = self.predictor.forward([g for _, g in pending])
+        raw, distances, members = self.predictor.forward([g for _, g in pending])
+        kind = self.predictor.kind
+        spread = None
+        if members is not None:  # (n_members, n, dim) -> (n, n_members, 3, ..., 3)
+            spread = from_irreps(members.reshape(-1, members.shape[-1]), kind)
+            spread = spread.reshape(members.shape[0], len(pending), *kind.cartesian_shape)
+            spread = np.moveaxis(spread, 0, 1)
         domain = self.predictor.feature_domain
         for n, ((i, _), tensor) in enumerate(
             zip(pending, from_irreps(raw, self.predictor.kind), strict=True)
@@ -353,7 +376,7 @@ class _Job:
                 result.feature_distance = float(distances[n])
                 result.warnings.extend(w.as_dict() for w in domain.warning(distances[n]))
             try:
-                _finish(result, tensor, self, i)
+                _finish(result, tensor, self, i, None if spread is None else spread[n])
             except Exception as err:  # one structure never stops the others
                 result.error = _internal(err)
 
@@ -472,15 +495,26 @@ def _named_warnings(name: str) -> Iterator[None]:
             logger.removeFilter(add_name)
 
 
-def _finish(result: Prediction, raw: np.ndarray, job: _Job, index: int | None = None) -> None:
+def _finish(
+    result: Prediction,
+    raw: np.ndarray,
+    job: _Job,
+    index: int | None = None,
+    members: np.ndarray | None = None,
+) -> None:
     """Point group, projections and derived properties of one raw prediction (in place);
-    ``index``: of ``result`` in ``job.results`` (needed with ``job.stiffness``)."""
+    ``index``: of ``result`` in ``job.results`` (needed with ``job.stiffness``); ``members``:
+    an ensemble's tensors ``(n_members, 3, ..., 3)``, whose spread is reported."""
     with _named_warnings(result.name):
-        _symmetrize_and_derive(result, raw, job, index)
+        _symmetrize_and_derive(result, raw, job, index, members)
 
 
 def _symmetrize_and_derive(
-    result: Prediction, raw: np.ndarray, job: _Job, index: int | None
+    result: Prediction,
+    raw: np.ndarray,
+    job: _Job,
+    index: int | None,
+    members: np.ndarray | None = None,
 ) -> None:
     from crystensor.tensors import symmetry
     from crystensor.tensors.analysis import derived_properties
@@ -515,6 +549,8 @@ def _symmetrize_and_derive(
     result.space_group = group.space_group_symbol
     result.space_group_number = group.space_group_number
     result.symmetry_violation = symmetry.symmetry_violation(raw, group)
+    if members is not None:
+        _spread(result, members, group, job.symmetrize)
     elastic = None
     if job.stiffness is not None:
         partner = job.stiffness[index]
@@ -538,6 +574,20 @@ def _symmetrize_and_derive(
         crystal_system=group.crystal_system,
         elastic=elastic,
     )
+
+
+def _spread(result: Prediction, members: np.ndarray, group: Any, symmetrize: bool) -> None:
+    """The members' standard deviation per component and the relative uncertainty."""
+    from crystensor.tensors import symmetry
+
+    kind = result.kind
+    if symmetrize:  # each member as reported: projected onto the point group
+        members = np.stack([symmetry.project_to_point_group(m, group) for m in members])
+    members = np.stack([_exact_index_symmetry(m, kind) for m in members])
+    std = members.std(axis=0, ddof=1)
+    result.std = std
+    norm = float(np.linalg.norm(result.tensor))
+    result.uncertainty = float(np.linalg.norm(std) / norm) if norm else float("inf")
 
 
 def _internal(err: Exception) -> str:

@@ -56,6 +56,11 @@ class Prediction:
     feature_distance : float or None
         Distance of the structure's pooled features from the nearest training structure (see
         :class:`crystensor.domain.FeatureDomain`); None if the model has no reference.
+    std : array ``kind.cartesian_shape`` or None
+        For an ensemble: the standard deviation of the members' tensors (each projected onto
+        the point group when ``symmetrize``), per component, in ``kind.units``.
+    uncertainty : float or None
+        For an ensemble: ``||std|| / ||tensor||`` (Frobenius norms), one relative figure.
     elastic : array ``(3, 3, 3, 3)`` or None
         For a piezoelectric prediction with an elastic model: the elastic tensor (GPa) that
         gave the strain constants d = e S in ``properties``.
@@ -84,6 +89,8 @@ class Prediction:
     warnings: list[dict[str, str]] = field(default_factory=list)
     feature_distance: float | None = None
     elastic: np.ndarray | None = None
+    std: np.ndarray | None = None
+    uncertainty: float | None = None
     point_group: str | None = None
     crystal_system: str | None = None
     space_group: str | None = None
@@ -145,6 +152,14 @@ class Prediction:
             "adjustment": self.adjustment,
             "warnings": self.warnings,
             "feature_distance": self.feature_distance,
+            **(
+                {}
+                if self.std is None
+                else {
+                    "voigt_std": self.kind.to_voigt(self.std).tolist(),
+                    "uncertainty": self.uncertainty,
+                }
+            ),
             **({} if self.elastic is None else {"elastic_voigt": _voigt66(self.elastic)}),
             "properties": self.properties,
             "structure": self.structure.as_dict(),

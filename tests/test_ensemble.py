@@ -1,0 +1,99 @@
+"""Ensembles: one checkpoint with several networks; predict averages them and reports the spread."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from crystensor.checkpoint import Checkpoint, load_checkpoint, make_ensemble, save_checkpoint
+from crystensor.errors import InputError
+from crystensor.models import build_model
+from crystensor.prediction import load_predictor
+from tests.helpers import float64_one_thread, nacl, random_orthogonal, triclinic, zno_wurtzite
+from tests.test_predict import make_checkpoint, rotated
+
+
+def other_seed(checkpoint: Checkpoint, seed: int) -> Checkpoint:
+    """The same network with other random weights, as another training seed would give."""
+    torch.manual_seed(seed)
+    model = build_model(checkpoint.model_config)
+    return Checkpoint.from_model(
+        model,
+        checkpoint.featurization,
+        split=checkpoint.split,
+        normalization=checkpoint.normalization,
+        meta=checkpoint.meta,
+    )
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory) -> list[Checkpoint]:
+    first = load_checkpoint(make_checkpoint(tmp_path_factory.mktemp("e") / "a.pt", "elastic"))
+    return [first, other_seed(first, 11), other_seed(first, 12)]
+
+
+def test_round_trip_and_refusals(members, tmp_path):
+    ensemble = make_ensemble(members)
+    path = save_checkpoint(ensemble, tmp_path / "ens.pt")
+    loaded = load_checkpoint(path)
+    assert loaded.n_members == 3 and loaded.meta["ensemble"] == {"members": 3}
+    for got, want in zip(loaded.members, members, strict=True):
+        assert all(torch.equal(got[k], want.state_dict[k]) for k in want.state_dict)
+    assert make_ensemble([loaded, members[0]]).n_members == 4  # ensembles flatten
+    with pytest.raises(InputError, match="at least two"):
+        make_ensemble(members[:1])
+    piezo = load_checkpoint(make_checkpoint(tmp_path / "p.pt", "piezoelectric"))
+    with pytest.raises(InputError, match="differs from the first in its config"):
+        make_ensemble([members[0], piezo])
+    moved = other_seed(members[0], 13)
+    moved.split = {"train": ["x"], "val": [], "test": []}
+    with pytest.raises(InputError, match="split"):
+        make_ensemble([members[0], moved])
+
+
+def test_mean_and_spread(members, tmp_path):
+    path = save_checkpoint(make_ensemble(members), tmp_path / "ens.pt")
+    ensemble = load_predictor(model=path)
+    singles = [
+        load_predictor(model=save_checkpoint(m, tmp_path / f"{i}.pt"))
+        for i, m in enumerate(members)
+    ]
+    structures = [nacl(), zno_wurtzite(), triclinic()]
+    got = ensemble.predict_results(structures, physical=False)
+    each = [p.predict_results(structures, physical=False) for p in singles]
+    for k, result in enumerate(got):
+        tensors = np.stack([e[k].tensor for e in each])
+        np.testing.assert_allclose(
+            result.tensor, tensors.mean(0), atol=1e-5 * np.abs(tensors).max()
+        )
+        np.testing.assert_allclose(
+            result.std, tensors.std(0, ddof=1), atol=1e-5 * np.abs(tensors).max()
+        )
+        assert result.uncertainty == pytest.approx(
+            np.linalg.norm(result.std) / np.linalg.norm(result.tensor)
+        )
+        # symmetry zeros stay zeros in the spread too
+        assert np.all(result.std[result.tensor == 0.0] == 0.0)
+        as_dict = result.as_dict()
+        assert np.array(as_dict["voigt_std"]).shape == (6, 6) and as_dict["uncertainty"] > 0
+    alone = singles[0].predict_results(structures)[0].as_dict()
+    assert "voigt_std" not in alone and "uncertainty" not in alone
+
+
+def test_identical_members_have_no_spread(members, tmp_path):
+    path = save_checkpoint(make_ensemble([members[0], members[0]]), tmp_path / "same.pt")
+    (result,) = load_predictor(model=path).predict_results([zno_wurtzite()])
+    assert np.abs(result.std).max() < 1e-6 * np.abs(result.tensor).max()
+
+
+@pytest.mark.parametrize("proper", [True, False])
+def test_uncertainty_is_invariant_under_rotations_and_reflections(members, tmp_path, rng, proper):
+    path = save_checkpoint(make_ensemble(members), tmp_path / "ens.pt")
+    with float64_one_thread():
+        predictor = load_predictor(model=path, dtype=torch.float64)
+        structure = triclinic()
+        turned = rotated(structure, random_orthogonal(rng, proper))
+        a, b = predictor.predict_results([structure, turned], physical=False)
+    assert a.uncertainty == pytest.approx(b.uncertainty, rel=1e-9)
+    assert np.linalg.norm(a.std) == pytest.approx(np.linalg.norm(b.std), rel=1e-9)
