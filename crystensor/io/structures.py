@@ -271,6 +271,12 @@ def read_structures(path: str | Path) -> list[Structure]:
     p = Path(path)
     if not _is_multi_frame(p):
         return [read_structure(p)]
+    frames = _xyz_frames(p)
+    return [atoms_to_structure(atoms, f"{p.name} frame {i}") for i, atoms in enumerate(frames)]
+
+
+def _xyz_frames(p: Path) -> list[Any]:
+    """The ASE ``Atoms`` of every frame of an extended XYZ file (at least one)."""
     if not p.is_file():
         raise InputError(f"structure file {str(p)!r} does not exist; check the path")
     from ase.io import read
@@ -281,7 +287,7 @@ def read_structures(path: str | Path) -> list[Structure]:
         raise InputError(f"cannot read extended XYZ frames from {p.name} ({err})") from None
     if not frames:
         raise InputError(f"{p.name} holds no frames")
-    return [atoms_to_structure(atoms, f"{p.name} frame {i}") for i, atoms in enumerate(frames)]
+    return frames
 
 
 def read_frames(path: str | Path) -> list[Structure | InputError]:
@@ -298,16 +304,7 @@ def read_frames(path: str | Path) -> list[Structure | InputError]:
     if str(path) == "-" or not _is_multi_frame(Path(path)):
         return [_checked(lambda: read_structures(path)[0])]
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"structure file {str(p)!r} does not exist; check the path")
-    from ase.io import read
-
-    try:
-        frames = read(p, index=":")
-    except Exception as err:  # ASE raises many types for a malformed file
-        raise InputError(f"cannot read extended XYZ frames from {p.name} ({err})") from None
-    if not frames:
-        raise InputError(f"{p.name} holds no frames")
+    frames = _xyz_frames(p)
     out = []
     for i, atoms in enumerate(frames):
         where = f"{p.name} frame {i}"
