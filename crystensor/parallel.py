@@ -1,16 +1,16 @@
 """One ordered pool of forked processes, for work that shares a large loaded state.
 
-:func:`fork_map` runs ``function(state, task)`` for each task in processes forked from this one,
-so ``state`` (a loaded model, a configuration) is inherited rather than pickled, and yields the
-results in task order as they complete. Each process runs one torch thread and keeps freed
+:class:`ForkPool` (and :func:`fork_map`) run ``function(state, task)`` for each task in
+processes forked from this one, so ``state`` (a loaded model, a configuration) is inherited
+rather than pickled, and yield the results in task order. ``crystensor predict`` and
+``crystensor featurize`` both use it. Each process runs one torch thread and keeps freed
 memory (:func:`keep_freed_memory`); what it logs is sent back and logged here, in order, under
 the original logger names. If the processes cannot start or one dies, the iteration stops
 early: the caller does the tasks not yet returned itself.
 
-Forking is safe here because the parent has not started torch's thread pool work in the
-children's way (each child sets one thread before doing anything) and the only open files that
-matter (HDF5 readers) are closed before the fork by
-:data:`crystensor.data.store.OPEN_READERS` users.
+Each child sets one torch thread before doing anything. Entering a :class:`ForkPool` forks at
+once, so files opened afterwards (a store being written) are not inherited; HDF5 readers open
+before are closed before a fork by :data:`crystensor.data.store.OPEN_READERS`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from typing import Any, TypeVar
 
-__all__ = ["available_cores", "fork_map", "keep_freed_memory"]
+__all__ = ["ForkPool", "available_cores", "can_fork", "fork_map", "keep_freed_memory"]
 
 log = logging.getLogger(__name__)
 
@@ -107,49 +109,124 @@ def _run_forked(task: Any) -> tuple[Any, list[logging.LogRecord]]:
     return function(state, task), _COLLECTED.records
 
 
-def fork_map(
-    function: Callable[[Any, T], R], state: Any, tasks: Sequence[T], processes: int
-) -> Iterator[tuple[T, R]]:
-    """``(task, function(state, task))`` for each task, in order, computed in forked processes.
+class ForkPool:
+    """Processes forked from this one that run ``function(state, task)``, results in order.
 
-    Parameters
-    ----------
-    function : callable
-        Called in a child as ``function(state, task)``; its result must pickle.
-    state : object
-        What the children inherit (it is not pickled).
-    tasks : sequence
-        Must pickle (small: indices, chunks of indices).
-    processes : int
-        Number of processes, at least 1.
+    Use as a context manager: entering forks the processes at once (so that nothing opened
+    afterwards, an HDF5 file being written say, is inherited), leaving shuts them down.
+    ``state`` is inherited, not pickled. With ``processes`` 1, or where forking is not used
+    (:func:`can_fork`), everything runs in this process.
 
-    Yields
-    ------
-    (task, result)
-        In task order. The iteration ends early, without raising, when the processes cannot
-        be started or one dies (logged at debug level); the caller handles the tasks not
-        yielded. An exception raised by ``function`` itself propagates.
+    >>> with ForkPool(pow, 2, processes=1) as pool:
+    ...     [result for _, result in pool.map([1, 2, 3])]
+    [2, 4, 8]
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
 
-    global _WORK
-    with _LOCK:
-        _WORK = (function, state)
-        pool = None
+    def __init__(self, function: Callable[[Any, T], R], state: Any, processes: int) -> None:
+        self.function, self.state = function, state
+        self.processes = processes if processes > 1 and can_fork() else 1
+        self._pool: Any = None
+        self._locked = False
+
+    def __enter__(self) -> ForkPool:
+        global _WORK
+        if self.processes == 1:
+            return self
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        _LOCK.acquire()
+        self._locked = True
+        _WORK = (self.function, self.state)
         try:
-            pool = ProcessPoolExecutor(
-                processes, multiprocessing.get_context("fork"), initializer=_start_forked
+            self._pool = ProcessPoolExecutor(
+                self.processes, multiprocessing.get_context("fork"), initializer=_start_forked
             )
-            for task, (result, records) in zip(tasks, pool.map(_run_forked, tasks), strict=True):
-                for record in records:
-                    logging.getLogger(record.name).handle(record)
-                yield task, result
-        except (BrokenProcessPool, OSError) as err:
-            log.debug("the worker processes failed (%r); the rest is done here", err)
-        finally:
+            self._pool.submit(_ready).result()  # a fork context starts every process now
+        except OSError as err:
+            log.debug("no worker processes (%r); working here", err)
+            self._shutdown()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        global _WORK
+        if self._pool is not None:
             # on an interrupt too: the tasks not started are dropped, not waited for
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._locked:
             _WORK = None
+            self._locked = False
+            _LOCK.release()
+
+    def map(
+        self,
+        tasks: Iterable[T],
+        *,
+        window: int = 1024,
+        chunksize: int = 1,
+        fallback: bool = True,
+    ) -> Iterator[tuple[T, R]]:
+        """``(task, function(state, task))`` for every task, in order.
+
+        ``tasks`` is consumed ``window`` at a time (one window queued while the previous
+        drains), so a long stream never sits in memory at once; ``chunksize`` tasks go to a
+        process per message. If the processes die, the tasks not yet returned are done in
+        this process (``fallback``), or the iteration just ends (``fallback=False``: the
+        caller does what is left). An exception raised by ``function`` itself propagates.
+        """
+        from concurrent.futures.process import BrokenProcessPool
+
+        iterator = iter(tasks)
+        if self._pool is None:
+            for task in iterator:
+                yield task, self.function(self.state, task)
+            return
+        pending: deque[tuple[list[T], Iterator[Any]]] = deque()
+        undone: list[T] = []
+        submitting: list[T] = []
+        try:
+            while submitting := list(islice(iterator, window)):
+                results = self._pool.map(_run_forked, submitting, chunksize=chunksize)
+                pending.append((submitting, results))
+                submitting = []
+                if len(pending) > 1:
+                    yield from self._drain(pending, undone)
+            while pending:
+                yield from self._drain(pending, undone)
+        except (BrokenProcessPool, OSError) as err:
+            log.debug("the worker processes failed (%r)", err)
+            self._shutdown()
+            if not fallback:
+                return
+            for batch, _ in pending:
+                undone.extend(batch)
+            for task in (*undone, *submitting, *iterator):
+                yield task, self.function(self.state, task)
+
+    @staticmethod
+    def _drain(pending: deque, undone: list) -> Iterator[tuple[Any, Any]]:
+        batch, results = pending.popleft()
+        undone[:] = batch  # what is not yielded yet if the processes die now
+        for task, (result, records) in zip(batch, results, strict=True):
+            for record in records:
+                logging.getLogger(record.name).handle(record)
+            undone.pop(0)
+            yield task, result
+
+
+def _ready() -> bool:
+    return True
+
+
+def fork_map(
+    function: Callable[[Any, T], R], state: Any, tasks: Iterable[T], processes: int
+) -> Iterator[tuple[T, R]]:
+    """``(task, function(state, task))`` for each task, in order, in ``processes`` forked
+    processes (:class:`ForkPool`); the iteration ends early, without raising, when the
+    processes cannot start or die: the caller does the tasks not yielded."""
+    with ForkPool(function, state, processes) as pool:
+        yield from pool.map(tasks, fallback=False)

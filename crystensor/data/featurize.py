@@ -44,15 +44,13 @@ deduplication: duplicates in different shards would escape a per-shard check.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import multiprocessing
 import os
 import time
 from bisect import bisect_right
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import islice
@@ -71,6 +69,7 @@ from crystensor.data.store import (
     file_sha256,
 )
 from crystensor.errors import InputError
+from crystensor.parallel import ForkPool
 
 __all__ = [
     "DEDUPE_MODES",
@@ -465,33 +464,11 @@ def _record_paths(
     return paths
 
 
-def _pool(workers: int, config: _Config) -> contextlib.AbstractContextManager:
-    """A pool of ``workers`` processes set up with ``config`` (nothing for one worker)."""
-    if workers == 1:
+def _featurize_one(config: _Config, item: tuple[int, int, int, str]) -> Any:
+    """:func:`_process` of ``item`` in a process set up for ``config`` (here or forked)."""
+    if _CONFIG is not config:
         _init_worker(config)
-        return contextlib.nullcontext()
-    # fork keeps the parent's imports (pymatgen, ~1 s per worker otherwise); spawn elsewhere
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    return context.Pool(workers, initializer=_init_worker, initargs=(config,))
-
-
-def _results(
-    items: Iterable[tuple[int, int, int, str]], pool: Any
-) -> Iterator[StoredGraph | Rejection | _Fatal]:
-    """Process ``items`` in order, in this process (``pool`` None) or in the pool."""
-    if pool is None:
-        yield from map(_process, items)
-        return
-    pending: deque[Iterator] = deque()
-    iterator = iter(items)
-    while window := list(islice(iterator, _WINDOW)):
-        # keep one window queued while the previous one drains, so workers never idle
-        pending.append(pool.imap(_process, window, chunksize=_CHUNK))
-        if len(pending) > 1:
-            yield from pending.popleft()
-    while pending:
-        yield from pending.popleft()
+    return _process(item)
 
 
 class _Duplicates:
@@ -632,7 +609,7 @@ def featurize(
         are read in the order given and earlier records win over later duplicates.
     target : str
         Property name from :data:`crystensor.tensors.kinds.PROPERTIES` (``elastic``,
-        ``dielectric``, ``band-gap``, ...); must be the records' target.
+        ``dielectric``, ``band-gap``, ...; ``bandgap`` is accepted); must be the records' target.
     output : path
         The store to write (atomically: temp name, then rename). Rejections go to
         :func:`rejects_path_for` ``(output)``.
@@ -675,10 +652,11 @@ def featurize(
         cannot be written (:func:`check_output`), or every record rejected (the rejections are
         still written).
     """
-    from crystensor.tensors.kinds import PROPERTIES
+    from crystensor.tensors.kinds import PROPERTIES, property_name
 
     start_time = time.perf_counter()
     out = Path(output)
+    target = property_name(target)  # bandgap -> band-gap
     if target not in PROPERTIES:
         raise InputError(f"unknown target {target!r}; choose one of {', '.join(PROPERTIES)}")
     prop = PROPERTIES[target]
@@ -723,7 +701,7 @@ def featurize(
     try:
         # the pool forks before the store is opened, so no worker inherits its HDF5 handle
         with (
-            _pool(workers, config) as pool,
+            ForkPool(_featurize_one, config, workers) as pool,
             StoreWriter(
                 out,
                 target=target,
@@ -738,7 +716,7 @@ def featurize(
                 split_method=split_method,
             ) as writer,
         ):
-            for result in _results(items, pool):
+            for _, result in pool.map(items, window=_WINDOW, chunksize=_CHUNK):
                 done += 1
                 if isinstance(result, _Fatal):
                     raise InputError(result.message)
