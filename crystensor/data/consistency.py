@@ -79,6 +79,19 @@ DISORDERED = "disordered structure"
 NO_SYMMETRY = "symmetry analysis failed"
 INDEX_ASYMMETRY = "index asymmetry"
 VIOLATION = "symmetry violation"
+UNPHYSICAL = "unphysical value"
+
+#: ``Record.meta["label"]`` of entries whose value is the sorted principal values of a
+#: symmetric rank-2 tensor (no frame), not the tensor itself.
+PRINCIPAL_VALUES = "principal_values"
+# principal values that must be equal, by crystal system (indices into the sorted values):
+# all three for cubic, two (either pair) for the uniaxial systems
+_DEGENERATE = {
+    "cubic": "all",
+    "hexagonal": "pair",
+    "trigonal": "pair",
+    "tetragonal": "pair",
+}
 
 
 def reason_category(reason: str) -> str:
@@ -235,21 +248,23 @@ class ConsistencyChecker:
         return None
 
     def _build(self, entry_id: str, entry: RawEntry) -> Record:
-        value = self._checked_value(entry.value)
+        principal = (entry.meta or {}).get("label") == PRINCIPAL_VALUES
+        value = (
+            self._checked_principal(entry.value) if principal else self._checked_value(entry.value)
+        )
         structure = _checked_structure(entry.structure)
         symmetry: dict[str, Any] | None = None
         consistency: float | None = None
-        if self.kind.rank == 0:
+        if principal:
+            group = self._point_group(structure)
+            stored, consistency = self._degenerate(value, group)
+            symmetry = _symmetry_of(group)
+        elif self.kind.rank == 0:
             stored: Any = float(value)
         else:
             group = self._point_group(structure)
             stored, consistency = self._symmetrised(value, group)
-            symmetry = {
-                "space_group_number": group.space_group_number,
-                "space_group": group.space_group_symbol,
-                "point_group": group.symbol,
-                "crystal_system": group.crystal_system,
-            }
+            symmetry = _symmetry_of(group)
         with warnings.catch_warnings():
             # pymatgen warns about missing electronegativities (noble gases) while sorting
             warnings.simplefilter("ignore")
@@ -283,6 +298,44 @@ class ConsistencyChecker:
             raise _Reject(f"{NON_FINITE}: {bad} in the value")
         return arr
 
+    def _checked_principal(self, value: Any) -> np.ndarray:
+        """Three principal values of a symmetric rank-2 tensor (dielectric kinds only)."""
+        if self.kind.rank != 2:
+            raise _Reject(f"{WRONG_SHAPE}: principal values label only rank-2 tensors")
+        try:
+            arr = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            raise _Reject(f"{WRONG_SHAPE}: not an array of numbers") from None
+        if arr.shape != (3,):
+            raise _Reject(f"{WRONG_SHAPE}: expected three principal values, got shape {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise _Reject(f"{NON_FINITE}: in the principal values")
+        if arr.min() < 1.0:
+            raise _Reject(
+                f"{UNPHYSICAL}: a principal permittivity of {arr.min():.4g} < 1 (weaker "
+                "screening than vacuum)"
+            )
+        return np.sort(arr)
+
+    def _degenerate(self, values: np.ndarray, group: PointGroup) -> tuple[list, float]:
+        """Check that the values the crystal system makes equal are equal; their spread."""
+        rule = _DEGENERATE.get(group.crystal_system)
+        if rule is None:  # orthorhombic and lower: three independent values
+            return values.tolist(), 0.0
+        if rule == "all":
+            spread = float((values[2] - values[0]) / values.mean())
+            what = "three equal values"
+        else:
+            spread = float(min(values[1] - values[0], values[2] - values[1]) / values.mean())
+            what = "two equal values"
+        if spread > self.tolerance:
+            raise _Reject(
+                f"{VIOLATION}: a {group.crystal_system} crystal ({group.symbol}) has {what}, "
+                f"got {', '.join(f'{v:.4g}' for v in values)} ({100 * spread:.3g} % > "
+                f"{100 * self.tolerance:.3g} %)"
+            )
+        return values.tolist(), spread
+
     def _point_group(self, structure: Any) -> PointGroup:
         from crystensor.tensors.symmetry import point_group_of
 
@@ -312,6 +365,15 @@ class ConsistencyChecker:
             )
         stored = project_to_point_group(self.kind.symmetrize_indices(tensor), group)
         return stored.tolist(), float(violation)
+
+
+def _symmetry_of(group: PointGroup) -> dict[str, Any]:
+    return {
+        "space_group_number": group.space_group_number,
+        "space_group": group.space_group_symbol,
+        "point_group": group.symbol,
+        "crystal_system": group.crystal_system,
+    }
 
 
 def check_entries(

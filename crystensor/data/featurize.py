@@ -59,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from crystensor.data.consistency import PRINCIPAL_VALUES
 from crystensor.data.rejects import Rejection, read_rejects, rejects_path, write_rejects
 from crystensor.data.store import (
     DEFAULT_SPLIT_FRACTIONS,
@@ -456,6 +457,12 @@ def _record_paths(
         record = _parse(first[2], first[1], src.name)
         if isinstance(record, _Fatal):
             raise InputError(record.message)
+        if (record.meta or {}).get("label") == PRINCIPAL_VALUES:
+            raise InputError(
+                f"{src.name} holds principal values of {record.target} (rotation-invariant "
+                "labels without a frame), not tensors; graph stores are built from tensor "
+                "records, and training on principal values is not available yet"
+            )
         if record.target != target:
             raise InputError(
                 f"{src.name} holds {record.target!r} records, not {target!r}; pass --target "
