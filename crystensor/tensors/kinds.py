@@ -30,12 +30,14 @@ from crystensor.tensors import voigt
 __all__ = [
     "KINDS",
     "PROPERTIES",
+    "PROPERTY_ALIASES",
     "IrrepPart",
     "Property",
     "TensorKind",
     "get_kind",
     "get_property",
     "kinds_for_shape",
+    "property_name",
 ]
 
 
@@ -295,14 +297,30 @@ PROPERTIES: dict[str, Property] = {
 }
 
 
+#: Other spellings accepted wherever a property is named (``--target``, ``--pretrain``); the
+#: registered name is the one shown in help texts and written to records and stores.
+PROPERTY_ALIASES: dict[str, str] = {"bandgap": "band-gap"}
+
+
+def property_name(name: str) -> str:
+    """The registered name of a property given by an alias; any other name unchanged.
+
+    >>> property_name("bandgap"), property_name("elastic")
+    ('band-gap', 'elastic')
+    """
+    return PROPERTY_ALIASES.get(name, name)
+
+
 def get_property(name: str) -> Property:
-    """The registered :class:`Property` called ``name``.
+    """The registered :class:`Property` called ``name`` (or one of its :data:`PROPERTY_ALIASES`).
 
     >>> get_property("piezoelectric").units
     'C/m^2'
+    >>> get_property("bandgap").name
+    'band-gap'
     """
     try:
-        return PROPERTIES[name]
+        return PROPERTIES[property_name(name)]
     except KeyError:
         raise ValueError(
             f"unknown property {name!r}; choose one of {', '.join(PROPERTIES)}"
