@@ -12,7 +12,7 @@ import typer
 
 from crystensor import __version__
 from crystensor.cli import decompose, evaluate, featurize, fetch, finetune, predict, train
-from crystensor.cli.common import command_help, configure_logging
+from crystensor.cli.common import Command, Group, command_help, configure_logging
 
 app = typer.Typer(
     name="crystensor",
@@ -20,6 +20,7 @@ app = typer.Typer(
         "Predict and analyse tensor properties of crystals (dielectric, piezoelectric, elastic) "
         "with E(3)-equivariant graph networks."
     ),
+    cls=Group,
     no_args_is_help=True,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -40,9 +41,21 @@ def root(
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
     verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")
+        int,
+        typer.Option(
+            "--verbose", "-v", count=True, help="More log output (-vv: debug).", show_default=False
+        ),
     ] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="Print only errors: no tables, progress bars, notes or warnings (the exit code "
+            "is unchanged). Output asked for is still written: -o files, and --format json or "
+            "csv on stdout.",
+        ),
+    ] = False,
 ) -> None:
     """crystensor: tensor properties of crystals from equivariant graph networks."""
     configure_logging(-1 if quiet else verbose)
@@ -58,7 +71,7 @@ for _name, _module in [
     ("decompose", decompose),
 ]:
     _command = getattr(_module, _name)
-    app.command(_name, help=command_help(_command), no_args_is_help=True)(_command)
+    app.command(_name, cls=Command, help=command_help(_command), no_args_is_help=True)(_command)
 
 
 def main() -> None:

@@ -1,4 +1,15 @@
-"""What every subcommand shares: consoles, logging set-up, one-line errors, JSON output."""
+"""What every subcommand shares: consoles, verbosity, help layout, one-line errors, JSON output.
+
+Three consoles, so that ``-q`` can silence everything but errors:
+
+- :data:`console` (stdout): tables and other renderings for people;
+- :data:`err_console` (stderr): progress bars, notes and warnings;
+- :data:`error_console` (stderr): the error lines of :func:`fail` and the log handler's
+  records (filtered by level), never silenced.
+
+``-q`` makes the first two quiet. Machine-readable output a user asked for (``--format json``,
+``--format csv``) is written to ``sys.stdout`` directly and is printed with ``-q`` too.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +25,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 from crystensor.errors import CrystensorError
 
@@ -21,15 +33,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 console = Console()
 err_console = Console(stderr=True)
+error_console = Console(stderr=True)
 log = logging.getLogger("crystensor")
 
 
 def configure_logging(verbosity: int) -> None:
-    """``-q`` -> errors only, default -> warnings, ``-v`` -> info, ``-vv`` -> debug."""
+    """``-q`` -> errors only, default -> warnings, ``-v`` -> info, ``-vv`` -> debug.
+
+    ``-q`` (``verbosity < 0``) also silences the tables, progress bars and notes of
+    :data:`console` and :data:`err_console`; errors still print on :data:`error_console`.
+    """
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     from rich.logging import RichHandler
 
-    handler = RichHandler(console=err_console, show_path=False, show_time=verbosity > 1)
+    # set on every call: tests run several commands in one process
+    console.quiet = err_console.quiet = verbosity < 0
+    handler = RichHandler(console=error_console, show_path=False, show_time=verbosity > 1)
     handler.setLevel(level)  # a run's log file may ask the loggers for more than the console shows
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
     log.setLevel(level)
@@ -46,9 +65,37 @@ def command_help(func: Callable[..., Any]) -> str:
     return "\n\n".join(" ".join(p.split()) for p in text.split("\n\n") if p.strip())
 
 
+def quiet() -> bool:
+    """True under ``-q``: print nothing but errors and the output asked for."""
+    return console.quiet
+
+
+class _FlagsWithoutPlaceholder:
+    """Help that shows no value placeholder (``<bool>``, ``<int>``) for a flag or a count.
+
+    Typer's rich help prints every option's type, so ``--json <bool>`` and ``-v <int>`` looked as
+    if they took a value; click's plain help leaves them out, and so does this.
+    """
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.get_params(ctx):  # type: ignore[attr-defined]
+            if getattr(param, "is_flag", False) or getattr(param, "count", False):
+                if param.metavar is None:
+                    param.metavar = ""  # typer shows the metavar, when set, instead of the type
+        super().format_help(ctx, formatter)  # type: ignore[misc]
+
+
+class Command(_FlagsWithoutPlaceholder, TyperCommand):
+    """The class of every subcommand (``app.command(cls=Command)``)."""
+
+
+class Group(_FlagsWithoutPlaceholder, TyperGroup):
+    """The class of the root app (``typer.Typer(cls=Group)``)."""
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one red error line and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    """Print one red error line (even with ``-q``) and return the Exit to raise."""
+    error_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -67,7 +114,7 @@ def guarded(func: F) -> F:
             raise fail("interrupted", 130) from None
         except Exception as err:
             if log.isEnabledFor(logging.DEBUG):
-                err_console.print_exception()
+                error_console.print_exception()
             raise fail(
                 f"internal error ({type(err).__name__}: {err}); rerun with -vv for the "
                 "traceback and report it",
@@ -92,7 +139,7 @@ def dumps(data: Any) -> str:
 
 
 def emit_json(data: Any, output: Path | None, print_to_stdout: bool) -> None:
-    """Write ``data`` as JSON to ``output`` (atomically) and/or stdout."""
+    """Write ``data`` as JSON to ``output`` (atomically) and/or stdout (with ``-q`` too)."""
     from crystensor.io.atomic import atomic_write_text
 
     text = dumps(data)

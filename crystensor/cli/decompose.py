@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from crystensor.cli.common import console, emit_json, err_console, guarded
-from crystensor.cli.options import AngleTolerance, JsonFlag, OutputFile, SymPrec
+from crystensor.cli.options import (
+    TABLE_JSON,
+    AngleTolerance,
+    Format,
+    JsonFlag,
+    OutputFile,
+    PrintFormat,
+    SymPrec,
+    resolve_format,
+)
 from crystensor.cli.render import fmt_number, properties_table, voigt_table
 from crystensor.errors import InputError
 
@@ -64,6 +73,7 @@ def decompose(
     ] = None,
     symprec: SymPrec = 0.01,
     angle_tolerance: AngleTolerance = None,
+    fmt: PrintFormat = None,
     as_json: JsonFlag = False,
     output: OutputFile = None,
 ) -> None:
@@ -85,6 +95,7 @@ def decompose(
     from crystensor.io.tensors import read_tensor_file
     from crystensor.tensors.analysis import analyse_tensor
 
+    fmt = resolve_format(fmt, as_json, TABLE_JSON, "decompose")
     if output is not None:  # before any work: an output that cannot be written fails now
         check_writable(output, "output")
     inputs = read_tensor_file(tensor_file, kind)
@@ -121,8 +132,8 @@ def decompose(
         results.append(result)
         _note_units(item)
     data: Any = results[0] if len(results) == 1 else {"results": results}
-    emit_json(data, output, print_to_stdout=as_json)
-    if not as_json:
+    emit_json(data, output, print_to_stdout=fmt == Format.json)
+    if fmt == Format.table:
         for result in results:
             _render(result)
 

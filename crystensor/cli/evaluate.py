@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from crystensor.cli.common import console, dumps, err_console, guarded, log
-from crystensor.cli.options import AngleTolerance, SymPrec
+from crystensor.cli.options import (
+    TABLE_JSON,
+    AngleTolerance,
+    Device,
+    Format,
+    JsonFlag,
+    MetricsFormat,
+    SymPrec,
+    device_name,
+    resolve_format,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -32,11 +42,6 @@ class Split(str, Enum):
     val = "val"
     test = "test"
     all = "all"
-
-
-class Format(str, Enum):
-    table = "table"
-    json = "json"
 
 
 @guarded
@@ -75,15 +80,8 @@ def evaluate(
             "group or made physically valid (a store is always scored so).",
         ),
     ] = False,
-    fmt: Annotated[
-        Format | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="table or json (default: table; with -o, json for a .json file).",
-            show_default=False,
-        ),
-    ] = None,
+    fmt: MetricsFormat = None,
+    as_json: JsonFlag = False,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -93,7 +91,7 @@ def evaluate(
             dir_okay=False,
         ),
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    device: Device = None,
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -123,7 +121,11 @@ def evaluate(
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in predict: before torch loads
     from crystensor.evaluation import evaluate as evaluate_model
+    from crystensor.io.atomic import plain_suffix
 
+    suffix = Format.json if output and plain_suffix(output) == ".json" else Format.table
+    fmt = resolve_format(fmt, as_json, TABLE_JSON, "evaluate", suffix)
+    device = device_name(device)
     with _progress_bar() as progress:
         result = evaluate_model(
             model,
@@ -136,7 +138,6 @@ def evaluate(
             angle_tolerance=angle_tolerance,
             progress=progress,
         )
-    fmt = fmt or (Format.json if output and output.suffix.lower() == ".json" else Format.table)
     _emit(dumps(result) if fmt == Format.json else _report(result), output)
 
 

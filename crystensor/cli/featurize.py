@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from crystensor.cli.common import console, emit_json, err_console, guarded, log
-from crystensor.cli.options import JsonFlag
+from crystensor.cli.options import TABLE_JSON, Format, JsonFlag, PrintFormat, resolve_format
 from crystensor.errors import InputError
 
 if TYPE_CHECKING:
@@ -55,7 +55,8 @@ def featurize(
             "-t",
             help=(
                 "Property of the records: elastic, dielectric, dielectric-electronic, "
-                "piezoelectric, band-gap, formation-energy, bulk-modulus, shear-modulus."
+                "piezoelectric, band-gap, formation-energy, bulk-modulus, shear-modulus "
+                "(bandgap is accepted for band-gap)."
             ),
         ),
     ] = None,
@@ -134,6 +135,7 @@ def featurize(
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing graph store.")
     ] = False,
+    fmt: PrintFormat = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Turn dataset records into the HDF5 graph store that training reads.
@@ -151,6 +153,7 @@ def featurize(
     from crystensor.data.featurize import check_output, merge_stores
     from crystensor.data.featurize import featurize as run_featurize
 
+    fmt = resolve_format(fmt, as_json, TABLE_JSON, "featurize")
     if output is None:
         raise InputError("give the store to write with -o/--output, e.g. -o graphs.h5")
     check_output(output, overwrite=force)
@@ -169,9 +172,10 @@ def featurize(
             )
             if target is not None:
                 from crystensor.data.store import GraphStore
+                from crystensor.tensors.kinds import property_name
 
                 for path in inputs:
-                    GraphStore(path).check(target=target)
+                    GraphStore(path).check(target=property_name(target))
             report = merge_stores(inputs, output, progress=update, overwrite=force)
         else:
             if target is None:
@@ -194,7 +198,7 @@ def featurize(
                 store_node_features=store_features,
                 overwrite=force,
             )
-    if as_json:
+    if fmt == Format.json:
         emit_json(report.as_dict(), None, print_to_stdout=True)
     else:
         _render(report, merged=merge)

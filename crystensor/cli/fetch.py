@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from crystensor.cli.common import console, dumps, err_console, guarded
-from crystensor.cli.options import AngleTolerance, JsonFlag, SymPrec
+from crystensor.cli.options import (
+    TABLE_JSON,
+    AngleTolerance,
+    Format,
+    JsonFlag,
+    PrintFormat,
+    SymPrec,
+    resolve_format,
+)
 from crystensor.data.fetch import PATHLESS_SOURCES, SOURCES
 
 if TYPE_CHECKING:
@@ -23,6 +31,9 @@ TARGET_HELP = (
     "Property to import: elastic, dielectric, dielectric-electronic, piezoelectric, band-gap, "
     "formation-energy, bulk-modulus, shear-modulus."
 )
+TARGET_ALIASES_HELP = " (bandgap is accepted for band-gap)"
+# rejected entries listed under the summary table (all of them are in the rejects file)
+SHOWN_REJECTIONS = 20
 SOURCE_HELP = (
     f"Where the data comes from: {', '.join(SOURCES)}. 'mp' downloads from the Materials "
     "Project; the others read --input."
@@ -38,7 +49,10 @@ log = logging.getLogger("crystensor")
 
 @guarded
 def fetch(
-    target: Annotated[str, typer.Option("--target", "-t", help=TARGET_HELP, show_default=False)],
+    target: Annotated[
+        str,
+        typer.Option("--target", "-t", help=TARGET_HELP + TARGET_ALIASES_HELP, show_default=False),
+    ],
     output: Annotated[
         Path,
         typer.Option(
@@ -110,6 +124,7 @@ def fetch(
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing records file.")
     ] = False,
+    fmt: PrintFormat = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Import a dataset: tensors in their structure's frame, checked and symmetrised.
@@ -117,14 +132,17 @@ def fetch(
     Reads the source, checks every entry (duplicate ids, NaN, shapes, disordered or
     non-periodic structures), measures each tensor's symmetry violation under its structure's
     point group, drops entries above --tolerance, and writes the point-group-symmetrised
-    tensors as dataset records. Prints a summary (read / kept / rejected by reason). The
-    dropped entries are listed in <stem>.fetch-rejects.jsonl beside the records file. Exit code
-    2 on bad input or an output that cannot be written (checked first), with nothing written.
+    tensors as dataset records. Prints a summary (read / kept / rejected by reason, and the
+    first rejected entries with their reasons). The dropped entries are listed in
+    <stem>.fetch-rejects.jsonl beside the records file, also when none passed (then no records
+    file is written). Exit code 2 on bad input or an output that cannot be written (checked
+    first), with nothing written.
     """
     from crystensor.data.fetch import check_outputs
     from crystensor.data.fetch import fetch as run_fetch
     from crystensor.data.sources import FetchOptions
 
+    fmt = resolve_format(fmt, as_json, TABLE_JSON, "fetch")
     check_outputs(output, overwrite=force)
 
     show = err_console.is_terminal and log.isEnabledFor(logging.WARNING)
@@ -153,7 +171,7 @@ def fetch(
             options=options,
             overwrite=force,
         )
-    if as_json:
+    if fmt == Format.json:
         sys.stdout.write(dumps(report.as_dict()))
     else:
         console.print(_summary(report))
@@ -202,4 +220,21 @@ def _summary(report: FetchReport) -> Any:
         f"(tolerance {100 * report.tolerance:g} %, symprec {report.symprec:g}, "
         f"{report.seconds:.1f} s)"
     )
-    return Group(table, f"[dim]{escape(footer)}[/]")
+    parts: list[Any] = [table, _rejections(report)] if report.rejections else [table]
+    return Group(*parts, f"[dim]{escape(footer)}[/]")
+
+
+def _rejections(report: FetchReport) -> Any:
+    from rich.console import Group
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="Rejected entries", title_justify="left")
+    table.add_column("id", overflow="fold")
+    table.add_column("reason", overflow="fold")
+    for rejected in report.rejections[:SHOWN_REJECTIONS]:
+        table.add_row(escape(rejected.id), escape(rejected.reason))
+    more = len(report.rejections) - SHOWN_REJECTIONS
+    if more <= 0:
+        return table
+    return Group(table, f"... and {more} more in {report.rejects.name}")

@@ -63,7 +63,7 @@ def finetune(
     clip_grad: opt.ClipGrad = None,
     patience: opt.Patience = None,
     seed: opt.Seed = None,
-    device: opt.Device = None,
+    device: opt.TrainingDevice = None,
     compile: opt.Compile = None,
     workers: opt.Workers = None,
     split: opt.TrainSplit = None,
@@ -84,6 +84,8 @@ def finetune(
     if data is None or output is None:
         raise InputError("pass --data STORE.h5 and --output RUN_DIR")
     quiet = logging.getLogger("crystensor").getEffectiveLevel() > logging.WARNING
+    if device is not None:
+        device = opt.device_name(device)
     settings = given(locals())
     config = train_config(settings)
     config = config.replace(backbone_lr=config.lr / 10 if backbone_lr is None else backbone_lr)

@@ -1,11 +1,35 @@
-"""Options shared by several subcommands, declared once as ``Annotated`` aliases."""
+"""Options shared by several subcommands, declared once as ``Annotated`` aliases.
+
+One vocabulary across commands: ``--format/-f`` for what a command prints (``--json`` is its
+hidden alias, kept for compatibility), ``--device`` with one default and help text, and short
+options that mean the same thing in every command that has them:
+
+=====  ==========================================================================
+short  option
+=====  ==========================================================================
+-h     --help (every command)
+-v     --verbose, -q --quiet (the root: ``crystensor -q fetch ...``)
+-t     --target (fetch, featurize, predict)
+-o     --output (every command that writes; a run directory in train, finetune)
+-f     --format (fetch, featurize, predict, evaluate, decompose)
+-j     --workers, processes (featurize, predict)
+-s     --source, -i --input (fetch)
+-k     --kind (decompose)
+-m     --model (predict)
+-d     --data (train, finetune)
+-a     --arch, -R --interactions, -N --self-interactions, -M --mlp-layers (train)
+=====  ==========================================================================
+"""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from crystensor.errors import InputError
 
 OutputFile = Annotated[
     Path | None,
@@ -16,9 +40,117 @@ OutputFile = Annotated[
         dir_okay=False,
     ),
 ]
+
+
+# -- output format -----------------------------------------------------------------------------
+class Format(str, Enum):
+    """What a command prints: tables for people, or JSON / CSV for scripts."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+#: The formats of a command that prints a report (fetch, featurize, decompose, evaluate).
+TABLE_JSON: tuple[Format, ...] = (Format.table, Format.json)
+#: The formats of predict, which also writes one CSV row per structure.
+TABLE_JSON_CSV: tuple[Format, ...] = (Format.table, Format.json, Format.csv)
+
+
+def _format_option(formats: tuple[Format, ...], help: str) -> Any:
+    machine = [f.value.upper() for f in formats if f != Format.table]
+    printed = f"{' and '.join(machine)} {'are' if len(machine) > 1 else 'is'}"
+    return Annotated[
+        Format | None,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="|".join(f.value for f in formats),
+            help=f"{help} With -q, {printed} still printed; tables are not.",
+            show_default=False,
+            case_sensitive=False,
+        ),
+    ]
+
+
+#: ``--format`` of fetch, featurize and decompose: what is printed on stdout.
+PrintFormat = _format_option(
+    TABLE_JSON, "table (default) or json: one JSON object on stdout instead of the tables."
+)
+#: ``--format`` of evaluate.
+MetricsFormat = _format_option(
+    TABLE_JSON, "table or json (default: table; with -o, json for a .json file)."
+)
+#: ``--format`` of predict.
+ResultFormat = _format_option(
+    TABLE_JSON_CSV, "table, json or csv (default: table; with -o, from the file's suffix)."
+)
+#: ``--json``: the spelling of ``--format json`` before every command had ``--format``; kept for
+#: scripts, hidden from --help.
 JsonFlag = Annotated[
-    bool, typer.Option("--json", help="Print machine-readable JSON to stdout instead of tables.")
+    bool, typer.Option("--json", hidden=True, help="The same as --format json (kept for scripts).")
 ]
+
+
+def resolve_format(
+    fmt: Format | None,
+    as_json: bool,
+    formats: tuple[Format, ...],
+    command: str,
+    default: Format = Format.table,
+) -> Format:
+    """The format asked for with ``--format`` or ``--json`` (else ``default``), if ``command``
+    can produce it.
+
+    Raises
+    ------
+    InputError
+        ``--json`` with another ``--format``, or a format the command cannot produce.
+    """
+    if as_json:
+        if fmt not in (None, Format.json):
+            raise InputError(
+                f"--json is --format json, but --format {fmt.value} was given too; drop one"
+            )
+        fmt = Format.json
+    fmt = default if fmt is None else fmt
+    if fmt not in formats:
+        names = ", ".join(f.value for f in formats[:-1]) + f" or {formats[-1].value}"
+        raise InputError(f"{command} cannot print {fmt.value}; --format must be {names}")
+    return fmt
+
+
+# -- device --------------------------------------------------------------------------------------
+DEVICE_HELP = "auto (a CUDA GPU if there is one, else the CPU), cpu, cuda or cuda:N."
+
+
+def _device_option(panel: str | None) -> Any:
+    # None by default, so that train knows whether it was given (--resume refuses it)
+    return Annotated[
+        str | None,
+        typer.Option("--device", help=DEVICE_HELP, show_default="auto", rich_help_panel=panel),
+    ]
+
+
+#: ``--device`` of predict and evaluate.
+Device = _device_option(None)
+
+
+def device_name(device: str | None) -> str:
+    """The device asked for (``auto`` when not given), checked.
+
+    Raises
+    ------
+    InputError
+        Anything but auto, cpu, cuda or cuda:N.
+    """
+    name = "auto" if device is None else device.strip().lower()
+    head, _, index = name.partition(":")
+    if name in ("auto", "cpu", "cuda") or (head == "cuda" and index.isdigit()):
+        return name
+    raise InputError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
+
+
 SymPrec = Annotated[
     float,
     typer.Option(
@@ -165,10 +297,8 @@ Seed = Annotated[
         rich_help_panel=_T,
     ),
 ]
-Device = Annotated[
-    str | None,
-    typer.Option("--device", help="auto, cpu or cuda.", show_default="auto", rich_help_panel=_T),
-]
+#: ``--device`` of train and finetune: the same option, in the help's Training panel.
+TrainingDevice = _device_option(_T)
 Compile = Annotated[
     bool | None,
     typer.Option(

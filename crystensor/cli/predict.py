@@ -13,8 +13,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from crystensor.cli.common import console, dumps, err_console, fail, guarded, log
-from crystensor.cli.options import AngleTolerance, SymPrec
+from crystensor.cli.common import console, dumps, err_console, error_console, fail, guarded, log
+from crystensor.cli.options import (
+    TABLE_JSON_CSV,
+    AngleTolerance,
+    Device,
+    Format,
+    JsonFlag,
+    ResultFormat,
+    SymPrec,
+    device_name,
+    resolve_format,
+)
 from crystensor.errors import InputError
 
 if TYPE_CHECKING:
@@ -31,12 +41,6 @@ class Target(str, Enum):
     dielectric = "dielectric"
     dielectric_electronic = "dielectric-electronic"
     piezoelectric = "piezoelectric"
-
-
-class Format(str, Enum):
-    table = "table"
-    json = "json"
-    csv = "csv"
 
 
 @guarded
@@ -61,7 +65,7 @@ def predict(
         Path | None,
         typer.Option("--model", "-m", help="A checkpoint (best.pt) instead of the shipped model."),
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    device: Device = None,
     batch_size: Annotated[
         int,
         typer.Option(
@@ -97,15 +101,8 @@ def predict(
     ] = False,
     symprec: SymPrec = 0.01,
     angle_tolerance: AngleTolerance = None,
-    fmt: Annotated[
-        Format | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="table, json or csv (default: table; with -o, from the file's suffix).",
-            show_default=False,
-        ),
-    ] = None,
+    fmt: ResultFormat = None,
+    as_json: JsonFlag = False,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -184,7 +181,8 @@ def predict(
     from crystensor.prediction import load_predictor
     from crystensor.prediction import model_info as read_model_info
 
-    fmt = fmt or _format_from_suffix(output)
+    device = device_name(device)
+    fmt = resolve_format(fmt, as_json, TABLE_JSON_CSV, "predict", _format_from_suffix(output))
     if output is not None:  # before any work: an output that cannot be written fails now
         check_writable(output, "output")
     name = target.value if target is not None else None
@@ -201,7 +199,9 @@ def predict(
                 f"--with-elastic is for piezoelectric models (d = e S); {predictor.source} "
                 f"predicts {predictor.target}"
             )
-        elastic = load_predictor("elastic" if elastic_model is None else None, elastic_model)
+        elastic = load_predictor(
+            "elastic" if elastic_model is None else None, elastic_model, device=device
+        )
         if elastic.kind.name != "elastic":
             raise InputError(f"--elastic-model {elastic_model} predicts {elastic.target}")
     if raw:
@@ -226,7 +226,7 @@ def predict(
         named = result.error.startswith(Path(result.name).name)
         fail(result.error if named else f"{result.name}: {result.error}")
     if failed:
-        err_console.print(f"{len(failed)} of {len(results)} structures could not be predicted")
+        error_console.print(f"{len(failed)} of {len(results)} structures could not be predicted")
         raise typer.Exit(2)
 
 

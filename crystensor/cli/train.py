@@ -140,7 +140,7 @@ def train(
     clip_grad: opt.ClipGrad = None,
     patience: opt.Patience = None,
     seed: opt.Seed = None,
-    device: opt.Device = None,
+    device: opt.TrainingDevice = None,
     compile: opt.Compile = None,
     workers: opt.Workers = None,
     split: opt.TrainSplit = None,
@@ -150,8 +150,8 @@ def train(
         typer.Option(
             "--pretrain",
             help=(
-                "First train on a scalar (bandgap or formation-energy, with --pretrain-data), "
-                "or start from a checkpoint file's network."
+                "First train on a scalar (band-gap or formation-energy, with --pretrain-data; "
+                "bandgap is accepted for band-gap), or start from a checkpoint file's network."
             ),
             rich_help_panel=_P,
         ),
@@ -193,6 +193,8 @@ def train(
     from crystensor.train import run
 
     quiet = logging.getLogger("crystensor").getEffectiveLevel() > logging.WARNING
+    if device is not None:
+        device = opt.device_name(device)
     settings = given(locals())
     model = {
         k: v
@@ -210,6 +212,8 @@ def train(
     from crystensor.train.run import PRETRAIN_TARGETS
 
     from_checkpoint = pretrain is not None and pretrain not in PRETRAIN_TARGETS
+    if pretrain is not None and not from_checkpoint:
+        pretrain = PRETRAIN_TARGETS[pretrain]  # the store's name: bandgap -> band-gap
     if from_checkpoint and (backbone is not None or atom_embedding):
         raise InputError(
             "the network given to --pretrain CKPT brings its backbone; drop --backbone and "
@@ -247,7 +251,7 @@ def train(
         if pretrain_epochs is not None:
             pre_config = config.replace(epochs=pretrain_epochs)
         elif pretrain_data is not None and pretrain is None:
-            raise InputError("--pretrain-data needs --pretrain bandgap or formation-energy")
+            raise InputError("--pretrain-data needs --pretrain band-gap or formation-energy")
         result = run.train(
             data,
             output,

@@ -145,7 +145,8 @@ def fetch(
     Parameters
     ----------
     target : str
-        Property name from :data:`crystensor.tensors.kinds.PROPERTIES`.
+        Property name from :data:`crystensor.tensors.kinds.PROPERTIES` (or an alias such as
+        ``bandgap``; the records carry the registered name).
     source : str
         Source name, a key of :data:`SOURCES`.
     path : str or Path or None
@@ -178,8 +179,10 @@ def fetch(
     from crystensor.data.records import dump_records
     from crystensor.data.sources import FetchOptions
     from crystensor.io.atomic import atomic_open
+    from crystensor.tensors.kinds import property_name
 
     started = time.perf_counter()
+    target = property_name(target)
     check_outputs(output, overwrite=overwrite)
     checker = ConsistencyChecker(
         target, tolerance=tolerance, symprec=symprec, angle_tolerance=angle_tolerance
@@ -204,9 +207,14 @@ def fetch(
         entries = _primed(entries)
         # the records are renamed into place only after the rejects file is written, so a
         # failure of either leaves the previous records file as it was
-        with atomic_open(out, "wb", what="records file") as fh:
-            kept = dump_records(fh, _nonempty(checker.records(entries), checker.report, out))
+        try:
+            with atomic_open(out, "wb", what="records file") as fh:
+                kept = dump_records(fh, _nonempty(checker.records(entries), checker.report, out))
+                _write_rejects(rejects, checker.report.rejections, source_file)
+        except _NothingKept:
+            # no records file, but the reason of every rejection, as when some pass
             _write_rejects(rejects, checker.report.rejections, source_file)
+            raise _nothing_kept(checker.report, rejects) from None
     except BaseException:
         for folder in created:  # deepest first; only the empty ones we made
             with contextlib.suppress(OSError):
@@ -269,17 +277,28 @@ def _check_paths(source: str, path: str | Path | None, output: str | Path) -> Pa
     return in_path
 
 
+class _NothingKept(Exception):
+    """Every entry was rejected (raised inside the records file's writer, so it is not kept)."""
+
+
 def _nonempty(records: Any, report: ConsistencyReport, out: Path) -> Any:
     """Pass records through; raise at the end if there were none (so no file is written)."""
     yield from records
     if report.kept == 0:
         if report.read == 0:
             raise InputError(f"the source yielded no entries; nothing to write to {out.name}")
-        reasons = ", ".join(f"{k} ({v})" for k, v in report.rejected_by_reason().items())
-        raise InputError(
-            f"none of the {report.read} entries passed the checks ({reasons}); "
-            "check the target, the tolerance and the source's frame"
-        )
+        raise _NothingKept()
+
+
+def _nothing_kept(report: ConsistencyReport, rejects: Path) -> InputError:
+    """The error of a fetch whose entries were all rejected: counts, and the first reasons."""
+    counts = ", ".join(f"{k} ({v})" for k, v in report.rejected_by_reason().items())
+    first = "; ".join(f"{r.id}: {r.reason}" for r in report.rejections[:3])
+    more = len(report.rejections) - 3
+    return InputError(
+        f"none of the {report.read} entries passed the checks ({counts}), no records written; "
+        f"{first}{f'; and {more} more' if more > 0 else ''} (all listed in {rejects.name})"
+    )
 
 
 def _clamped(progress: Any, limit: int) -> Any:

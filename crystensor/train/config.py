@@ -121,7 +121,7 @@ class TrainConfig:
             (self.patience >= 0, f"--patience must be >= 0, got {self.patience}"),
             (
                 self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-                f"--device must be auto, cpu or cuda, got {self.device!r}",
+                f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
             ),
             (
                 self.freeze in FREEZE_CHOICES,

@@ -54,10 +54,10 @@ __all__ = ["PRETRAIN_TARGETS", "RunResult", "finetune", "resume", "train"]
 
 log = logging.getLogger(__name__)
 
-# --pretrain names -> store targets
+# --pretrain names -> store targets (bandgap: the spelling before the store's name was used)
 PRETRAIN_TARGETS = {
-    "bandgap": "band-gap",
     "band-gap": "band-gap",
+    "bandgap": "band-gap",
     "formation-energy": "formation-energy",
 }
 PLAN_FILE = "run.json"
@@ -408,9 +408,9 @@ def train(
         ``default``) and field overrides of :class:`~crystensor.models.ModelConfig`; the
         cutoff and feature width always come from the store.
     config : TrainConfig
-    pretrain : {"bandgap", "formation-energy"} or checkpoint path, optional
-        First train on the scalar store ``pretrain_data`` (``RUN_DIR/pretrain``), or start from
-        a checkpoint's backbone.
+    pretrain : {"band-gap", "formation-energy"} or checkpoint path, optional
+        First train on the scalar store ``pretrain_data`` (``RUN_DIR/pretrain``; ``"bandgap"``
+        is accepted for ``"band-gap"``), or start from a checkpoint's backbone.
     pretrain_config : TrainConfig, optional
         Settings of the pretraining stage (default: ``config``).
     backbone_mode : {"frozen", "partial", "full"}, optional
@@ -469,8 +469,9 @@ def train(
             path = Path(pretrain)
             if not path.is_file():
                 raise InputError(
-                    f"--pretrain {pretrain!r} is neither {', '.join(sorted(PRETRAIN_TARGETS))} "
-                    "nor an existing checkpoint file"
+                    f"--pretrain {pretrain!r} is neither "
+                    f"{', '.join(sorted(set(PRETRAIN_TARGETS.values())))} nor an existing "
+                    "checkpoint file"
                 )
             source = load_checkpoint(path)  # fail now, not after the plan is written
             _check_backbone_mode(source, backbone_mode, config.freeze, path.name)

@@ -18,7 +18,7 @@ from crystensor.cli.app import app as root_app
 from crystensor.data.fetch import SOURCES
 from crystensor.data.records import read_records
 from crystensor.tensors.kinds import PROPERTIES
-from tests.data.test_sources import elastic_table, write_csv, xyz_frames
+from tests.data.test_sources import elastic_table, outcar_text, vasp_run, write_csv, xyz_frames
 
 runner = CliRunner()
 SECRET = "s3cr3t-api-key-0123456789"
@@ -194,7 +194,11 @@ def test_bad_input_gives_one_line_exit_2_and_no_output(tmp_path, elastic_csv, ca
     assert message in result.output
     assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1
     assert "Traceback" not in result.output and SECRET not in result.output
-    assert not (tmp_path / "out").exists()
+    if case == "nothing passes":  # no records, but every rejection with its reason
+        assert [p.name for p in (tmp_path / "out").iterdir()] == ["records.fetch-rejects.jsonl"]
+        assert "(all listed in records.fetch-rejects.jsonl)" in result.output
+    else:
+        assert not (tmp_path / "out").exists()
 
 
 def test_api_key_from_the_environment_is_never_shown(tmp_path, elastic_csv):
@@ -204,3 +208,54 @@ def test_api_key_from_the_environment_is_never_shown(tmp_path, elastic_csv):
     assert result.exit_code == 0 and SECRET not in result.output
     result = run("--help", env={"MP_API_KEY": SECRET})
     assert SECRET not in result.output
+
+
+def vasp_folder(root: Path) -> Path:
+    """Two good VASP runs and three a user may well have: truncated, cut short, empty."""
+    vasp_run(root / "good")
+    vasp_run(root / "nested" / "good")
+    (root / "stopped").mkdir()
+    (root / "stopped" / "OUTCAR").write_text(" vasp.6.3.2\n running on 4 total cores\n")
+    text = outcar_text()
+    cut = vasp_run(root / "cut")
+    (cut / "OUTCAR").write_text(text[: text.index("TOTAL ELASTIC MODULI") + 400])
+    (root / "empty").mkdir()
+    (root / "empty" / "OUTCAR").write_text("")
+    return root
+
+
+def test_vasp_rejections_have_reasons_in_words_and_a_rejects_file(tmp_path, monkeypatch):
+    from crystensor.cli import common
+
+    monkeypatch.setattr(common.console, "_width", 250)  # no wrapped reasons
+    runs = vasp_folder(tmp_path / "runs")
+    out = tmp_path / "elastic.jsonl"
+    result = run("-t", "elastic", "-s", "vasp", "-i", str(runs), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert [r.id for r in read_records(out)] == ["good", "nested/good"]
+    lines = (tmp_path / "elastic.fetch-rejects.jsonl").read_text().splitlines()
+    rejects = {r["id"]: r for r in map(json.loads, lines)}
+    assert sorted(rejects) == ["cut", "empty", "stopped"]
+    assert all(r["stage"] == "fetch" and r["code"] == "unreadable-output" for r in rejects.values())
+    reasons = {k: r["reason"] for k, r in rejects.items()}
+    assert "TOTAL ELASTIC MODULI (kBar) block of OUTCAR has 2 of its 6 rows" in reasons["cut"]
+    assert "the run was interrupted or the file was cut short" in reasons["cut"]
+    assert reasons["empty"].startswith("unreadable output: OUTCAR is empty")
+    assert "OUTCAR ends before the header pymatgen reads (NBANDS)" in reasons["stopped"]
+    for reason in reasons.values():  # the table shows each one, not only the count
+        assert reason in result.stdout
+    assert "Rejected entries" in result.stdout and result.stderr == ""
+
+
+def test_vasp_with_every_calculation_rejected_says_why_and_lists_them(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "stopped").mkdir(parents=True)
+    (runs / "stopped" / "OUTCAR").write_text(" vasp.6.3.2\n running on 4 total cores\n")
+    out = tmp_path / "elastic.jsonl"
+    result = run("-t", "elastic", "-s", "vasp", "-i", str(runs), "-o", str(out))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: none of the 1 entries passed the checks")
+    assert "stopped: unreadable output: OUTCAR ends before the header" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+    (line,) = (tmp_path / "elastic.fetch-rejects.jsonl").read_text().splitlines()
+    assert json.loads(line)["reason"].startswith("unreadable output: OUTCAR ends before")

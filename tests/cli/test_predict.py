@@ -297,3 +297,18 @@ def test_with_elastic_reports_d_equal_e_times_compliance(tmp_path, model, piezo_
     assert "d_voigt" not in plain["properties"] and "elastic_voigt" not in plain
     wrong = run(str(ZNO), "-m", str(model), "--with-elastic")
     assert wrong.exit_code == 2 and "for piezoelectric models" in wrong.output
+
+
+def test_quiet_prints_errors_and_the_json_asked_for_only(tmp_path, model):
+    bad = tmp_path / "bad.POSCAR"
+    bad.write_text("junk\n")
+    done = runner.invoke(root_app, ["-q", "predict", str(SI), "-m", str(model)])
+    assert (done.exit_code, done.stdout, done.stderr) == (0, "", "")
+    done = runner.invoke(root_app, ["-q", "predict", str(SI), str(bad), "-m", str(model)])
+    assert done.exit_code == 2 and done.stdout == ""
+    assert done.stderr.startswith("error: ") and "bad.POSCAR" in done.stderr
+    assert "1 of 2 structures could not be predicted" in done.stderr
+    done = runner.invoke(root_app, ["-q", "predict", str(SI), "-m", str(model), "-f", "json"])
+    assert done.stderr == "" and len(json.loads(done.stdout)["results"]) == 1
+    done = runner.invoke(root_app, ["-q", "predict", str(SI), "-m", str(model), "--json"])
+    assert done.exit_code == 0 and len(json.loads(done.stdout)["results"]) == 1

@@ -31,7 +31,7 @@ def test_train_pretrain_then_finetune(stores, tmp_path):
     out = tmp_path / "run"
     done = _run(
         "train", "-d", stores["elastic"], "-o", out, "--arch", "seconv", *FAST,
-        "--epochs", "2", "--pretrain", "bandgap", "--pretrain-data", stores["band-gap"],
+        "--epochs", "2", "--pretrain", "band-gap", "--pretrain-data", stores["band-gap"],
         "--pretrain-epochs", "1", "--channels", "6", "-R", "1", "--pooling", "max",
         "--loss", "cartesian", "--loss-function", "huber", "--schedule", "plateau",
         "--seed", "7",
@@ -137,8 +137,9 @@ def test_finetune_backbone_mode(stores, toy_backbone, tmp_path):
         (["--loss", "l1"], "--loss must be one of irreps, cartesian"),
         (["--loss-function", "l2"], "--loss-function must be one of mse, huber, l1"),
         (["--lmax", "5"], "need 0 <= lmax <= lmax_out"),
-        (["--pretrain", "bandgap"], "needs --pretrain-data"),
-        (["--device", "tpu"], "--device must be auto, cpu or cuda"),
+        (["--pretrain", "bandgap"], "--pretrain band-gap needs --pretrain-data"),
+        (["--device", "tpu"], "--device must be auto, cpu, cuda or cuda:N"),
+        (["--pretrain", "band-gap"], "--pretrain band-gap needs --pretrain-data"),
         (["--split", "element"], "--split must be one of store, random, family"),
         (["--split-seed", "1"], "--split-seed needs --split random or family"),
     ],

@@ -27,6 +27,7 @@ from crystensor.data import fetch as fetch_module
 from crystensor.data.consistency import check_entries
 from crystensor.data.fetch import SOURCES, fetch, rejects_path_for
 from crystensor.data.records import read_records
+from crystensor.data.rejects import read_rejects
 from crystensor.data.sources import (
     FetchOptions,
     RawEntry,
@@ -559,6 +560,69 @@ def test_vasp_missing_blocks_and_structures_become_rejections(tmp_path):
     assert elastic["e/nested/run"].reason.startswith("missing value: no TOTAL ELASTIC MODULI")
 
 
+def test_vasp_unreadable_calculations_are_rejected_with_reasons_in_words(tmp_path):
+    text = outcar_text()
+
+    def cut_after(title: str, chars: int) -> str:
+        return text[: text.index(title) + chars]
+
+    outcars = {
+        "binary": "\x00\x01\x02 not text\n",
+        "empty": "",
+        "foreign": "hello\nthis is a text file\n",
+        "stopped": " vasp.6.3.2\n running on 4 total cores\n",
+        # blocks cut short: pymatgen would read the missing rows as zeros
+        "cut-eps-ionic": cut_after("MACROSCOPIC STATIC DIELECTRIC TENSOR IONIC", 120),
+        "cut-piezo-ionic": cut_after("PIEZOELECTRIC TENSOR IONIC CONTR", 250),
+    }
+    for name, content in outcars.items():
+        (vasp_run(tmp_path / name) / "OUTCAR").write_text(content)
+    (vasp_run(tmp_path / "bad-poscar") / "POSCAR").write_text("junk\n1.0\n")
+    xml = tmp_path / "xml-cut"
+    xml.mkdir()
+    (xml / "vasprun.xml").write_text(vasprun_xml()[:800])
+    got = {e.id: getattr(e, "reason", "ok") for e in entries(vasp, "dielectric", tmp_path)}
+    assert got["binary"] == "unreadable output: OUTCAR is not a text file (binary or damaged)"
+    assert got["empty"].startswith("unreadable output: OUTCAR is empty (the run did not start")
+    assert got["foreign"].startswith("unreadable output: OUTCAR is not a VASP OUTCAR")
+    assert got["stopped"].startswith(
+        "unreadable output: OUTCAR ends before the header pymatgen reads (NBANDS)"
+    )
+    assert got["cut-eps-ionic"] == (
+        "unreadable output: the MACROSCOPIC STATIC DIELECTRIC TENSOR IONIC CONTRIBUTION block "
+        "of OUTCAR has 0 of its 3 rows: the run was interrupted or the file was cut short"
+    )
+    assert got["bad-poscar"].startswith(
+        "unreadable structure: POSCAR cannot be read as a VASP structure: it is cut short"
+    )
+    assert got["xml-cut"].startswith("unreadable output: vasprun.xml ends early: the run was")
+    assert got["cut-piezo-ionic"] == "ok"  # its dielectric blocks are whole
+    assert "XMLSyntaxError" in got["xml-cut"]
+    piezo = {e.id: e for e in entries(vasp, "piezoelectric", tmp_path)}
+    assert piezo["cut-piezo-ionic"].reason.startswith(
+        "unreadable output: the PIEZOELECTRIC TENSOR IONIC CONTR block of OUTCAR has 0 of its 3"
+    )
+    assert isinstance(piezo["cut-eps-ionic"], Rejected)  # no ionic piezoelectric block at all
+
+
+def test_vasp_surprise_in_one_calculation_rejects_it_alone(tmp_path, monkeypatch):
+    vasp_run(tmp_path / "a")
+    vasp_run(tmp_path / "b")
+
+    def broken(calc):
+        if calc.folder.name == "a":
+            raise KeyError("boom")
+        return readers["elastic"](calc)
+
+    readers = dict(vasp._VALUE_READERS)
+    monkeypatch.setitem(vasp._VALUE_READERS, "elastic", broken)
+    got = {e.id: e for e in entries(vasp, "elastic", tmp_path)}
+    assert got["a"].reason == (
+        "unreadable output: OUTCAR: unexpected KeyError: 'boom' (please report it)"
+    )
+    assert isinstance(got["b"], RawEntry)
+
+
 def test_vasp_single_file_vasprun_and_errors(tmp_path):
     run = vasp_run(tmp_path / "run")
     (entry,) = entries(vasp, "elastic", run / "OUTCAR")
@@ -798,11 +862,14 @@ def test_fetch_failures_leave_nothing(tmp_path):
         fetch("elastic", "json", None, out)
     with pytest.raises(InputError, match="cannot provide target 'piezoelectric'"):
         fetch("piezoelectric", "matminer-csv", csv, out)
-    with pytest.raises(InputError, match="none of the 3 entries passed the checks"):
-        fetch("elastic", "matminer-csv", csv, out, tolerance=1e-12)
     with pytest.raises(InputError, match="is the input file"):
         fetch("elastic", "matminer-csv", csv, csv)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["elastic.csv"]
+    # nothing passes: no records file, but the rejects file says why, as when some pass
+    with pytest.raises(InputError, match="none of the 3 entries passed the checks"):
+        fetch("elastic", "matminer-csv", csv, out, tolerance=1e-12)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elastic.csv", "out.fetch-rejects.jsonl"]
+    assert len(read_rejects(tmp_path / "out.fetch-rejects.jsonl")) == 3
 
 
 def test_a_failed_rejects_file_leaves_the_previous_records(tmp_path, monkeypatch):

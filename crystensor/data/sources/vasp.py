@@ -35,6 +35,13 @@ reordered to crystensor's ``xx yy zz yz xz xy`` (:data:`VASP_TO_VOIGT`), without
 Frame. VASP works in the Cartesian frame of the lattice in the input, so the structure is the
 folder's ``POSCAR`` (as given, not standardised), else the initial structure of ``vasprun.xml``,
 else ``CONTCAR`` (IBRION=5-8 and LEPSILON runs do not move the ions).
+
+Rejections. A calculation that cannot be read is rejected alone, with a reason in words: an
+empty file, a file that is not text or not VASP's, an OUTCAR that ends before the header
+pymatgen needs, a block cut short (fewer rows than a complete one: an interrupted run or a
+partial copy; pymatgen would read the missing rows as zeros), XML that ends early, a POSCAR that
+cannot be read, or an error of pymatgen's (its type and message). pymatgen's warnings are not
+shown; the reason says what went wrong.
 """
 
 from __future__ import annotations
@@ -91,7 +98,9 @@ _EPS_IONIC = "MACROSCOPIC STATIC DIELECTRIC TENSOR IONIC CONTRIBUTION"
 _PIEZO_LFE = "PIEZOELECTRIC TENSOR (including local field effects)"
 _PIEZO_IONIC = "PIEZOELECTRIC TENSOR IONIC CONTR"
 _CM2 = re.compile(r"PIEZOELECTRIC TENSOR  for field in x, y, z\s+\(C/m\^2\)")
+_PIEZO_CM2 = "PIEZOELECTRIC TENSOR  for field in x, y, z"
 _NUM = r"(-?[\d.]+(?:[Ee][+-]?\d+)?)"
+_FLOAT = re.compile(r"-?\d+\.\d*(?:[Ee][+-]?\d+)?")
 
 
 @dataclass
@@ -176,11 +185,20 @@ def read(target: str, path: Path | None, options: FetchOptions) -> Iterator[RawE
         source = {"dataset": "vasp", "citation": "", "file": str(calc.folder)}
         meta = {"folder": rel, "files": sorted(calc.files)}
         try:
-            value = _VALUE_READERS[target](calc)
-            tensor = as_cartesian(value, kind)
-            structure = _structure(calc)
+            with warnings.catch_warnings():  # the reason says what went wrong, in words
+                warnings.simplefilter("ignore")
+                value = _VALUE_READERS[target](calc)
+                tensor = as_cartesian(value, kind)
+                structure = _structure(calc)
         except ValueError as err:
             yield Rejected(entry_id, str(err))
+        except Exception as err:  # one calculation's surprise must not end the import
+            files = ", ".join(sorted(calc.files))
+            yield Rejected(
+                entry_id,
+                f"{UNREADABLE}: {files}: unexpected {type(err).__name__}: {_first_line(err)} "
+                "(please report it)",
+            )
         else:
             yield RawEntry(entry_id, structure, tensor, source, meta)
         progress.step()
@@ -210,30 +228,96 @@ def _text(path: Path) -> str:
         return fh.read()
 
 
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else "no message"
+
+
 def _outcar(calc: Calculation) -> tuple[Any, str]:
     """pymatgen's ``Outcar`` of the folder and the file's text (to see which blocks exist)."""
     from pymatgen.io.vasp.outputs import Outcar
 
     if calc.outcar is None:
         raise ValueError(f"{MISSING_VALUE}: no OUTCAR in {calc.folder.name}")
+    name = calc.outcar.name
     try:
         text = _text(calc.outcar)
+    except Exception as err:  # a damaged .gz, a permission problem, ...
+        raise ValueError(
+            f"{UNREADABLE}: {name} could not be read ({type(err).__name__}: {_first_line(err)})"
+        ) from None
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             outcar = Outcar(str(calc.outcar))
     except Exception as err:  # pymatgen raises many types on truncated or foreign files
-        raise ValueError(f"{UNREADABLE}: {calc.outcar.name}: {type(err).__name__}: {err}") from None
+        detail = f"({type(err).__name__}: {_first_line(err)})"
+        raise ValueError(f"{UNREADABLE}: {name} {_outcar_problem(text, detail)}") from None
     return outcar, text
+
+
+def _outcar_problem(text: str, detail: str) -> str:
+    """Why pymatgen could not read an OUTCAR of this text, as far as the text shows."""
+    if not text.strip():
+        return "is empty (the run did not start, or the file was not copied)"
+    head = text[:4096]
+    if "\x00" in head or head.count("\ufffd") > 8:
+        return "is not a text file (binary or damaged)"
+    if "vasp." not in head.lower():
+        return "is not a VASP OUTCAR (its first lines name no vasp version)"
+    if "NBANDS=" not in text:
+        return (
+            "ends before the header pymatgen reads (NBANDS): the run stopped at its start or "
+            f"the file was cut short {detail}"
+        )
+    return f"could not be parsed by pymatgen {detail}"
+
+
+def _complete_rows(text: str, title: str, width: int, unit: str | None = None) -> int:
+    """Rows of at least ``width`` numbers in the last block headed by a line with ``title``.
+
+    VASP prints each tensor as a title, a rule of dashes, one row per line and a closing rule
+    (the piezoelectric blocks have a line of labels before the first rule). A block cut short
+    has fewer rows; pymatgen leaves the missing ones at zero.
+    """
+    lines = text.splitlines()
+    heads = [i for i, line in enumerate(lines) if title in line and (unit is None or unit in line)]
+    if not heads:
+        return 0
+    rows = rules = 0
+    for line in lines[heads[-1] + 1 :]:
+        stripped = line.strip()
+        if stripped and set(stripped) == {"-"}:
+            rules += 1
+            if rules == 2:
+                break
+        elif rules == 1:
+            if len(_FLOAT.findall(line)) < width:
+                break
+            rows += 1
+    return rows
+
+
+def _check_block(text: str, title: str, rows: int, width: int, unit: str | None = None) -> None:
+    found = _complete_rows(text, title, width, unit)
+    if found < rows:
+        raise ValueError(
+            f"{UNREADABLE}: the {title.strip()} block of OUTCAR has {found} of its {rows} rows: "
+            "the run was interrupted or the file was cut short"
+        )
 
 
 def _elastic(calc: Calculation) -> np.ndarray:
     outcar, text = _outcar(calc)
     if _ELASTIC not in text:
         raise ValueError(f"{MISSING_VALUE}: no {_ELASTIC} in OUTCAR (an IBRION=6, ISIF>=3 run)")
+    _check_block(text, _ELASTIC, 6, 6)
     outcar.read_elastic_tensor()
     table = np.asarray(outcar.data.get("elastic_tensor", []), dtype=float)
     if table.shape != (6, 6):
-        raise ValueError(f"{UNREADABLE}: the {_ELASTIC} block has shape {table.shape}, not 6x6")
+        raise ValueError(
+            f"{UNREADABLE}: pymatgen read the {_ELASTIC} block of OUTCAR as {table.shape}, not 6x6"
+        )
     return vasp_voigt_to_voigt(table, rows_too=True) * KBAR_TO_GPA
 
 
@@ -253,11 +337,19 @@ def _eps_total(calc: Calculation) -> np.ndarray:
             f"{MISSING_VALUE}: no {_EPS_IONIC} in OUTCAR; the total needs the ionic part "
             "(IBRION=5-8 with LEPSILON or LCALCEPS); use target dielectric-electronic otherwise"
         )
+    _check_block(text, _EPS_IONIC, 3, 3)
     try:
         outcar.read_lepsilon_ionic()
     except RuntimeError as err:
-        raise ValueError(f"{UNREADABLE}: {err}") from None
+        raise ValueError(_pymatgen_failed(_EPS_IONIC, err)) from None
     return electronic + np.asarray(outcar.dielectric_ionic_tensor, dtype=float)
+
+
+def _pymatgen_failed(block: str, err: BaseException) -> str:
+    return (
+        f"{UNREADABLE}: pymatgen could not read the {block.strip(' (')} block of OUTCAR "
+        f"({type(err).__name__}: {_first_line(err)})"
+    )
 
 
 def _lepsilon(outcar: Any, text: str) -> np.ndarray:
@@ -266,10 +358,11 @@ def _lepsilon(outcar: Any, text: str) -> np.ndarray:
         raise ValueError(
             f"{MISSING_VALUE}: no {_EPS_ELECTRONIC}...) in OUTCAR (a LEPSILON or LCALCEPS run)"
         )
+    _check_block(text, _EPS_ELECTRONIC, 3, 3)
     try:
         outcar.read_lepsilon()
     except RuntimeError as err:
-        raise ValueError(f"{UNREADABLE}: {err}") from None
+        raise ValueError(_pymatgen_failed(_EPS_ELECTRONIC, err)) from None
     return np.asarray(outcar.dielectric_tensor, dtype=float)
 
 
@@ -280,6 +373,11 @@ def _piezo(calc: Calculation) -> np.ndarray:
             f"{MISSING_VALUE}: the piezoelectric tensor needs the electronic and the ionic "
             "(PIEZOELECTRIC TENSOR IONIC CONTR) blocks in C/m^2 (IBRION=5-8 with LEPSILON)"
         )
+    if _PIEZO_LFE in text:
+        _check_block(text, _PIEZO_LFE, 3, 6, unit="C/m^2")
+    else:
+        _check_block(text, _PIEZO_CM2, 3, 6, unit="C/m^2")
+    _check_block(text, _PIEZO_IONIC, 3, 6, unit="C/m^2")
     try:
         if _PIEZO_LFE in text:
             header = (
@@ -296,9 +394,12 @@ def _piezo(calc: Calculation) -> np.ndarray:
         outcar.read_lepsilon_ionic()
         ionic = np.asarray(outcar.piezo_ionic_tensor, dtype=float)
     except RuntimeError as err:
-        raise ValueError(f"{UNREADABLE}: {err}") from None
+        raise ValueError(_pymatgen_failed("PIEZOELECTRIC TENSOR", err)) from None
     if electronic.shape != (3, 6) or ionic.shape != (3, 6):
-        raise ValueError(f"{UNREADABLE}: piezoelectric blocks of shape {electronic.shape}")
+        raise ValueError(
+            f"{UNREADABLE}: pymatgen read the piezoelectric blocks of OUTCAR as "
+            f"{electronic.shape} and {ionic.shape}, not 3x6"
+        )
     return vasp_voigt_to_voigt(electronic + ionic, rows_too=False)
 
 
@@ -318,7 +419,22 @@ def _vasprun(calc: Calculation) -> Any:
                 parse_potcar_file=False,
             )
     except Exception as err:  # malformed XML, interrupted runs, ...
-        raise ValueError(f"{UNREADABLE}: {calc.vasprun.name}: {type(err).__name__}") from None
+        why = _xml_problem(calc.vasprun, err)
+        raise ValueError(f"{UNREADABLE}: {calc.vasprun.name} {why}") from None
+
+
+def _xml_problem(path: Path, err: BaseException) -> str:
+    """Why a vasprun.xml could not be read, in words, with pymatgen's error."""
+    detail = f"({type(err).__name__}: {_first_line(err)})"
+    try:
+        text = _text(path)
+    except Exception:
+        return f"could not be read {detail}"
+    if not text.strip():
+        return "is empty (the run did not start, or the file was not copied)"
+    if "</modeling>" not in text[-4096:]:
+        return f"ends early: the run was interrupted or the file was cut short {detail}"
+    return f"is not a vasprun.xml pymatgen can read {detail}"
 
 
 def _vasprun_eps(calc: Calculation, ionic: bool) -> np.ndarray:
@@ -368,4 +484,10 @@ def _poscar(path: Path, poscar_class: Any) -> Any:
             warnings.simplefilter("ignore")
             return poscar_class.from_file(str(path), check_for_potcar=False).structure
     except Exception as err:  # pymatgen raises many types on malformed POSCARs
-        raise ValueError(f"{BAD_STRUCTURE}: {path.name}: {type(err).__name__}: {err}") from None
+        detail = f"({type(err).__name__}: {_first_line(err)})"
+        why = (
+            "is empty"
+            if path.stat().st_size == 0
+            else f"cannot be read as a VASP structure: it is cut short or malformed {detail}"
+        )
+        raise ValueError(f"{BAD_STRUCTURE}: {path.name} {why}") from None
