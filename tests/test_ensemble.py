@@ -97,3 +97,46 @@ def test_uncertainty_is_invariant_under_rotations_and_reflections(members, tmp_p
         a, b = predictor.predict_results([structure, turned], physical=False)
     assert a.uncertainty == pytest.approx(b.uncertainty, rel=1e-9)
     assert np.linalg.norm(a.std) == pytest.approx(np.linalg.norm(b.std), rel=1e-9)
+
+
+def test_cli_reports_the_spread_in_every_format(members, tmp_path):
+    import csv
+    import io
+    import json
+
+    from typer.testing import CliRunner
+
+    from crystensor.cli.app import app
+
+    path = save_checkpoint(make_ensemble(members), tmp_path / "ens.pt")
+    poscar = tmp_path / "ZnO.vasp"
+    zno_wurtzite().to(filename=str(poscar), fmt="poscar")
+    runner = CliRunner()
+    data = json.loads(
+        runner.invoke(app, ["predict", str(poscar), "-m", str(path), "-f", "json"]).stdout
+    )
+    (result,) = data["results"]
+    assert np.array(result["voigt_std"]).shape == (6, 6) and result["uncertainty"] > 0
+    text = runner.invoke(app, ["predict", str(poscar), "-m", str(path), "-f", "csv"]).stdout
+    header, row = list(csv.reader(io.StringIO(text)))
+    record = dict(zip(header, row, strict=True))
+    assert float(record["uncertainty"]) == pytest.approx(result["uncertainty"])
+    assert float(record["C33_std"]) == pytest.approx(result["voigt_std"][2][2])
+    table = runner.invoke(app, ["predict", str(poscar), "-m", str(path)]).stdout
+    assert "Spread: the ensemble members' standard deviation" in table
+    assert "Relative uncertainty" in table
+
+
+def test_nothing_is_written_when_nothing_is_predicted(members, tmp_path):
+    from typer.testing import CliRunner
+
+    from crystensor.cli.app import app
+
+    path = save_checkpoint(members[0], tmp_path / "one.pt")
+    empty = tmp_path / "empty.vasp"
+    empty.write_text("")
+    out = tmp_path / "pred.json"
+    result = CliRunner().invoke(app, ["predict", str(empty), "-m", str(path), "-o", str(out)])
+    assert result.exit_code == 2 and not out.exists()
+    assert "none of the 1 structures could be predicted; nothing was written" in result.output
+    assert "Predicted with" not in result.output

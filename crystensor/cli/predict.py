@@ -167,12 +167,15 @@ def predict(
     needed the correction above) and model-caveat (what the model card says, e.g. the
     piezoelectric model's undetermined sign).
 
-    A structure that cannot be predicted is reported with the reason while the others are
-    predicted; the exit code is then 2.
+    A model that is an ensemble (several networks in one checkpoint) reports their mean and,
+    per structure, the members' standard deviation of every component (JSON voigt_std, CSV
+    C11_std ...) and one relative uncertainty ||std|| / ||tensor|| (JSON and CSV uncertainty).
 
-    On Linux, 64 structures or more are shared between processes forked from this one, one per
-    core, each on one thread (OMP_NUM_THREADS=1 keeps it to this process); the results are the
-    same.
+    A structure that cannot be predicted is reported with the reason while the others are
+    predicted; the exit code is then 2. When none can be, nothing is written.
+
+    With --workers 0 (the default), 64 structures or more are shared between processes forked
+    from this one on Linux, one per core, each on one thread; the results are the same.
     """
     # Idle OpenMP threads spin by default; on a busy machine that made inference 10x slower
     # (16 instead of 220 structures/s on 2 cores). It must be set before torch is loaded.
@@ -220,13 +223,23 @@ def predict(
             workers=workers,
         )
     render = {Format.json: _json_text, Format.csv: _csv_text, Format.table: _tables}[fmt]
-    _emit(render(results, predictor, symprec), output)
     failed = [r for r in results if not r.ok]
+    if results and len(failed) == len(results):
+        # nothing to report: no output file, no "Predicted with" line; the reasons follow
+        log.debug("no structure could be predicted: nothing written")
+    else:
+        _emit(render(results, predictor, symprec), output)
     for result in failed:
         named = result.error.startswith(Path(result.name).name)
         fail(result.error if named else f"{result.name}: {result.error}")
     if failed:
-        error_console.print(f"{len(failed)} of {len(results)} structures could not be predicted")
+        nothing = len(failed) == len(results)
+        error_console.print(
+            f"none of the {len(results)} structures could be predicted"
+            + ("; nothing was written" if output is not None else "")
+            if nothing
+            else f"{len(failed)} of {len(results)} structures could not be predicted"
+        )
         raise typer.Exit(2)
 
 
@@ -335,6 +348,13 @@ def _render_prediction(out: Console, r: Prediction, symprec: float) -> None:
         if warning["code"] != "model-caveat":  # printed once, above the first structure
             out.print(f"[yellow]warning ({warning['code']}): {escape(warning['message'])}[/]")
     out.print(voigt_table(kind, r.voigt.tolist(), f"{title} (Voigt notation)"))
+    if r.std is not None:
+        members = "ensemble members' standard deviation (Voigt notation)"
+        out.print(voigt_table(kind, kind.to_voigt(r.std).tolist(), f"Spread: the {members}"))
+        out.print(
+            f"Relative uncertainty ||std|| / ||tensor||: {100 * r.uncertainty:.3g} %",
+            highlight=False,
+        )
     if r.properties:
         out.print(properties_table(r.properties, "Derived properties"))
 
@@ -380,11 +400,15 @@ def _csv_text(results: list[Prediction], predictor: Predictor, symprec: float) -
     ]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    ensemble = predictor.checkpoint.n_members > 1
+    spread = [f"{c}_std" for c in components] + ["uncertainty"] if ensemble else []
     tail = ["adjustment", "feature_distance", "warnings", "error"]
-    writer.writerow([*head, *components, *scalars, *tail])
+    writer.writerow([*head, *components, *spread, *scalars, *tail])
     for r in results:
         if not r.ok:
-            blank = [""] * (len(head) - 3 + len(components) + len(scalars) + len(tail) - 1)
+            blank = [""] * (
+                len(head) - 3 + len(components) + len(spread) + len(scalars) + len(tail) - 1
+            )
             writer.writerow([r.name, "", r.target, *blank, r.error])
             continue
         values = [repr(float(v)) for v in r.voigt.ravel()]
@@ -397,7 +421,10 @@ def _csv_text(results: list[Prediction], predictor: Predictor, symprec: float) -
             "; ".join(f"{w['code']}: {w['message']}" for w in r.warnings),
             "",
         ]
-        writer.writerow([*meta, r.physical, *values, *props, *extra])
+        stds = []
+        if ensemble:
+            stds = [repr(float(v)) for v in kind.to_voigt(r.std).ravel()] + [repr(r.uncertainty)]
+        writer.writerow([*meta, r.physical, *values, *stds, *props, *extra])
     return buffer.getvalue()
 
 

@@ -813,7 +813,15 @@ def test_json_real_files(shared_data):
 
 
 def test_sources_registry_modules_have_read():
-    assert set(SOURCES) == {"mp", "matminer-csv", "straintensornet", "extxyz", "vasp", "json"}
+    assert set(SOURCES) == {
+        "mp",
+        "matminer-csv",
+        "straintensornet",
+        "extxyz",
+        "vasp",
+        "json",
+        "naccarato",
+    }
     for name, module in SOURCES.items():
         if name == "mp":
             continue  # written elsewhere; needs the mp extra
