@@ -121,8 +121,10 @@ def evaluate(
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in predict: before torch loads
     from crystensor.evaluation import evaluate as evaluate_model
-    from crystensor.io.atomic import plain_suffix
+    from crystensor.io.atomic import check_writable, plain_suffix
 
+    if output is not None:  # before any work: an output that cannot be written fails now
+        check_writable(output, "output")
     suffix = Format.json if output and plain_suffix(output) == ".json" else Format.table
     fmt = resolve_format(fmt, as_json, TABLE_JSON, "evaluate", suffix)
     device = device_name(device)

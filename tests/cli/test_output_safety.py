@@ -8,6 +8,7 @@ import json
 import os
 import stat
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -162,3 +163,53 @@ def test_fetch_and_featurize_rejects_files_live_side_by_side(tmp_path, csv):
         "elastic.h5",
         "elastic.jsonl.gz",
     ]
+
+
+@pytest.fixture(scope="module")
+def elastic_model(tmp_path_factory):
+    from tests.test_predict import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("m") / "elastic.pt", "elastic")
+
+
+@pytest.fixture
+def poscar(tmp_path):
+    from tests.helpers import nacl
+
+    path = tmp_path / "NaCl.vasp"
+    nacl().to(filename=str(path), fmt="poscar")
+    return path
+
+
+def test_predict_decompose_evaluate_check_their_output_first(
+    tmp_path, poscar, elastic_model, monkeypatch
+):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    deny_writing_in(folder, monkeypatch)
+    tensor = tmp_path / "t.json"
+    tensor.write_text(json.dumps(np.diag([4.0, 4.0, 5.0]).tolist()))
+    try:
+        for args in (
+            ["predict", str(poscar), "-m", str(elastic_model), "-o", str(folder / "p.json")],
+            ["decompose", str(tensor), "-o", str(folder / "d.json")],
+            ["evaluate", str(elastic_model), str(poscar), "-o", str(folder / "e.json")],
+        ):
+            one_line_error(run(*args), "no permission to write in folder")
+    finally:
+        folder.chmod(0o755)
+    assert only_files(folder) == []
+
+
+def test_predict_writes_through_a_link_and_into_a_fifo(tmp_path, poscar, elastic_model):
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    assert run("predict", str(poscar), "-m", str(elastic_model), "-o", str(link)).exit_code == 0
+    assert link.is_symlink() and json.loads(target.read_text())["results"][0]["formula"] == "NaCl"
+    fifo = make_fifo(tmp_path / "pred.csv")
+    reader = FifoReader(fifo)
+    assert run("predict", str(poscar), "-m", str(elastic_model), "-o", str(fifo)).exit_code == 0
+    assert reader.result().decode().startswith("source,formula")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
