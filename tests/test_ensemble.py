@@ -140,3 +140,22 @@ def test_nothing_is_written_when_nothing_is_predicted(members, tmp_path):
     assert result.exit_code == 2 and not out.exists()
     assert "none of the 1 structures could be predicted; nothing was written" in result.output
     assert "Predicted with" not in result.output
+
+
+def test_ensemble_command(members, tmp_path):
+    from typer.testing import CliRunner
+
+    from crystensor.cli.app import app
+
+    paths = [save_checkpoint(m, tmp_path / f"m{i}.pt") for i, m in enumerate(members)]
+    out = tmp_path / "ens.pt"
+    runner = CliRunner()
+    result = runner.invoke(app, ["ensemble", *map(str, paths), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "an ensemble of 3 segnn networks for elastic" in " ".join(result.stdout.split())
+    loaded = load_checkpoint(out)
+    assert loaded.n_members == 3 and loaded.meta["ensemble"]["of"] == list(map(str, paths))
+    again = runner.invoke(app, ["ensemble", *map(str, paths), "-o", str(out)])
+    assert again.exit_code == 2 and "--force" in again.output
+    one = runner.invoke(app, ["ensemble", str(paths[0]), "-o", str(tmp_path / "x.pt")])
+    assert one.exit_code == 2 and "at least two" in one.output

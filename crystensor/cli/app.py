@@ -11,7 +11,16 @@ from typing import Annotated
 import typer
 
 from crystensor import __version__
-from crystensor.cli import decompose, evaluate, featurize, fetch, finetune, predict, train
+from crystensor.cli import (
+    decompose,
+    ensemble,
+    evaluate,
+    featurize,
+    fetch,
+    finetune,
+    predict,
+    train,
+)
 from crystensor.cli.common import Command, Group, command_help, configure_logging
 
 app = typer.Typer(
@@ -66,6 +75,7 @@ for _name, _module in [
     ("featurize", featurize),
     ("train", train),
     ("finetune", finetune),
+    ("ensemble", ensemble),
     ("predict", predict),
     ("evaluate", evaluate),
     ("decompose", decompose),

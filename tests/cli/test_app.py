@@ -10,7 +10,16 @@ from typer.testing import CliRunner
 from crystensor.cli.app import app
 from crystensor.cli.common import command_help
 
-COMMANDS = ["fetch", "featurize", "train", "finetune", "predict", "evaluate", "decompose"]
+COMMANDS = [
+    "fetch",
+    "featurize",
+    "train",
+    "finetune",
+    "ensemble",
+    "predict",
+    "evaluate",
+    "decompose",
+]
 
 
 def test_every_subcommand_is_registered_with_a_reflowed_help():

@@ -1,0 +1,56 @@
+"""``crystensor ensemble``: several checkpoints of one network (other seeds) as one model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crystensor.cli.common import console, log
+from crystensor.errors import InputError
+
+
+def ensemble(
+    checkpoints: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Checkpoints (best.pt) of the same network trained on the same data with "
+            "other seeds (crystensor train --seed N), or ensembles to merge.",
+            metavar="CKPT...",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="The ensemble checkpoint to write.", dir_okay=False),
+    ],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing checkpoint at --output.")
+    ] = False,
+) -> None:
+    """Put several trained networks into one checkpoint that predict averages.
+
+    The members must share the network configuration, the target, the featurization, the
+    target normalisation and the split (the same training data); the first gives the metrics,
+    card data and training domain. `crystensor predict -m ENSEMBLE.pt` then reports the mean
+    and, per structure, each component's standard deviation over the members and one relative
+    uncertainty. An ensemble costs one network evaluation per member.
+    """
+    from crystensor.checkpoint import load_checkpoint, make_ensemble, save_checkpoint
+    from crystensor.io.atomic import check_writable
+
+    check_writable(output, "ensemble checkpoint", overwrite=force)
+    if len(checkpoints) < 2:
+        raise InputError("give at least two checkpoints to make an ensemble")
+    loaded = [load_checkpoint(path) for path in checkpoints]
+    sources = [str(path) for path in checkpoints]
+    combined = make_ensemble(loaded, meta={"ensemble_of": sources})
+    combined.meta["ensemble"] = {"members": combined.n_members, "of": sources}
+    save_checkpoint(combined, output)
+    log.info("wrote %s", output)
+    console.print(
+        f"Wrote {output}: an ensemble of {combined.n_members} {combined.arch} networks for "
+        f"{combined.target}",
+        highlight=False,
+    )
