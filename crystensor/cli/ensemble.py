@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
-from crystensor.cli.common import console, log
+from crystensor.cli.common import console, guarded, log
 from crystensor.errors import InputError
 
 
+@guarded
 def ensemble(
     checkpoints: Annotated[
         list[Path],
