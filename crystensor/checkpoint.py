@@ -344,9 +344,14 @@ def make_ensemble(checkpoints: list[Checkpoint], meta: dict[str, Any] | None = N
     if len(checkpoints) < 2:
         raise InputError("an ensemble needs at least two checkpoints")
     first = checkpoints[0]
+    def facts(checkpoint: Checkpoint, name: str) -> Any:
+        if name == "config":  # with the defaults of fields added since it was written
+            return checkpoint.model_config.to_dict()
+        return _comparable(getattr(checkpoint, name))
+
     for i, other in enumerate(checkpoints[1:], 2):
         for name in ("config", "target", "featurization", "normalization", "split"):
-            if _comparable(getattr(other, name)) != _comparable(getattr(first, name)):
+            if facts(other, name) != facts(first, name):
                 raise InputError(
                     f"checkpoint {i} differs from the first in its {name}; ensemble members "
                     "must be the same network trained on the same data (other seeds)"
