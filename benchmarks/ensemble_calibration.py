@@ -32,6 +32,9 @@ def main() -> None:
     parser.add_argument("--records", nargs="+", type=Path, required=True)
     parser.add_argument("--sizes", nargs="+", type=int, default=[1, 3, 5])
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+    parser.add_argument(
+        "--calibrate", action="store_true", help="scale the spread on the validation split first"
+    )
     args = parser.parse_args()
     logging.getLogger("crystensor").setLevel(logging.ERROR)
 
@@ -59,7 +62,13 @@ def main() -> None:
         if size > len(checkpoints):
             continue
         chosen = checkpoints[:size]
-        predictor = Predictor(chosen[0] if size == 1 else make_ensemble(chosen))
+        model = chosen[0] if size == 1 else make_ensemble(chosen)
+        if size > 1 and args.calibrate:
+            from crystensor.ensembles import calibrate
+
+            info = calibrate(model, args.records)
+            print(f"N={size}: spread scaled by {info['std_scale']:.3g} on the validation split")
+        predictor = Predictor(model)
         start = time.perf_counter()
         results = predictor.predict_results(structures)
         seconds = time.perf_counter() - start

@@ -159,3 +159,38 @@ def test_ensemble_command(members, tmp_path):
     assert again.exit_code == 2 and "--force" in again.output
     one = runner.invoke(app, ["ensemble", str(paths[0]), "-o", str(tmp_path / "x.pt")])
     assert one.exit_code == 2 and "at least two" in one.output
+
+
+def test_spread_scale_recovers_a_gaussian_width(rng):
+    from crystensor.ensembles import spread_scale
+
+    std = rng.uniform(0.5, 2.0, size=(4000, 3, 3))
+    errors = rng.normal(size=std.shape) * std * 2.5  # spread reported 2.5x too small
+    assert spread_scale(errors, std) == pytest.approx(2.5, rel=0.05)
+    std[:, 0, 1] = 0.0  # fixed by symmetry: left out
+    assert spread_scale(errors, std) == pytest.approx(2.5, rel=0.05)
+    with pytest.raises(InputError, match="no spread"):
+        spread_scale(errors, np.zeros_like(std))
+
+
+def test_predict_applies_the_calibrated_scale(members, tmp_path):
+    ensemble = make_ensemble(members)
+    plain = load_predictor(model=save_checkpoint(ensemble, tmp_path / "a.pt"))
+    ensemble.meta["ensemble"]["std_scale"] = 2.0
+    scaled = load_predictor(model=save_checkpoint(ensemble, tmp_path / "b.pt"))
+    (a,) = plain.predict_results([zno_wurtzite()])
+    (b,) = scaled.predict_results([zno_wurtzite()])
+    np.testing.assert_allclose(b.std, 2.0 * a.std, rtol=1e-12)
+    assert b.uncertainty == pytest.approx(2.0 * a.uncertainty)
+    np.testing.assert_array_equal(a.tensor, b.tensor)
+
+
+def test_calibrate_needs_the_validation_materials(members, tmp_path):
+    from crystensor.ensembles import calibrate
+
+    records = tmp_path / "none.jsonl"
+    records.write_text("")
+    with pytest.raises(InputError, match="val materials are in the record files"):
+        calibrate(make_ensemble(members), [records])
+    with pytest.raises(InputError, match="only an ensemble"):
+        calibrate(members[0], [records])

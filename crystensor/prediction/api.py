@@ -103,6 +103,8 @@ class Predictor:
         #: the networks: one, or the members of an ensemble (averaged; their spread reported)
         self.models = checkpoint.build_members(self.device, self.dtype)
         self.model = self.models[0]
+        # the calibrated factor of an ensemble's spread (crystensor.ensembles), 1 if none
+        self.std_scale = float((checkpoint.meta.get("ensemble") or {}).get("std_scale", 1.0))
         # a pretrained backbone knows fewer elements than the atom features: checked per structure
         potential = getattr(self.model.backbone.embedding, "potential", None)
         self._check_backbone_species = getattr(potential, "check_species", None)
@@ -550,7 +552,7 @@ def _symmetrize_and_derive(
     result.space_group_number = group.space_group_number
     result.symmetry_violation = symmetry.symmetry_violation(raw, group)
     if members is not None:
-        _spread(result, members, group, job.symmetrize)
+        _spread(result, members, group, job.symmetrize, job.predictor.std_scale)
     elastic = None
     if job.stiffness is not None:
         partner = job.stiffness[index]
@@ -576,15 +578,18 @@ def _symmetrize_and_derive(
     )
 
 
-def _spread(result: Prediction, members: np.ndarray, group: Any, symmetrize: bool) -> None:
-    """The members' standard deviation per component and the relative uncertainty."""
+def _spread(
+    result: Prediction, members: np.ndarray, group: Any, symmetrize: bool, scale: float = 1.0
+) -> None:
+    """The members' standard deviation per component (times the ensemble's calibrated
+    ``scale``, :mod:`crystensor.ensembles`) and the relative uncertainty."""
     from crystensor.tensors import symmetry
 
     kind = result.kind
     if symmetrize:  # each member as reported: projected onto the point group
         members = np.stack([symmetry.project_to_point_group(m, group) for m in members])
     members = np.stack([_exact_index_symmetry(m, kind) for m in members])
-    std = members.std(axis=0, ddof=1)
+    std = members.std(axis=0, ddof=1) * scale
     result.std = std
     norm = float(np.linalg.norm(result.tensor))
     result.uncertainty = float(np.linalg.norm(std) / norm) if norm else float("inf")

@@ -1,0 +1,91 @@
+"""Calibrating an ensemble's spread so that its standard deviation means what it says.
+
+Members trained from other seeds agree with each other more than with the truth: on the
+validation split of the electronic dielectric model, only about 45 % of the components' errors
+lay within one standard deviation of four members, where a calibrated Gaussian spread would hold
+68 %. :func:`spread_scale` finds the factor ``s`` that makes it so on labelled data the members
+were not trained on (the validation split), and predict multiplies the reported standard
+deviation by it (``Checkpoint.meta["ensemble"]["std_scale"]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crystensor.errors import InputError
+
+__all__ = ["ONE_SIGMA", "calibrate", "spread_scale"]
+
+#: The share of a Gaussian within one standard deviation.
+ONE_SIGMA = 0.6826894921370859
+
+
+def spread_scale(errors: np.ndarray, std: np.ndarray) -> float:
+    """The factor ``s`` with ``|error| <= s * std`` for :data:`ONE_SIGMA` of the components.
+
+    Components whose spread is exactly 0 (fixed by symmetry) are left out.
+    """
+    errors, std = np.abs(np.asarray(errors, float)).ravel(), np.asarray(std, float).ravel()
+    free = std > 0
+    if not free.any():
+        raise InputError("the members agree exactly everywhere: no spread to calibrate")
+    return float(np.quantile(errors[free] / std[free], ONE_SIGMA))
+
+
+def calibrate(
+    checkpoint: Any, records: Iterable[str | Path], split: str = "val"
+) -> dict[str, Any]:
+    """Set ``checkpoint.meta["ensemble"]["std_scale"]`` from the members' errors on ``split``.
+
+    Parameters
+    ----------
+    checkpoint : Checkpoint
+        An ensemble (:func:`crystensor.checkpoint.make_ensemble`).
+    records : record files
+        Labelled structures that include the checkpoint's ``split`` materials (the record
+        files its store was built from); matched by material id.
+    split : str
+        Whose materials calibrate: the validation split by default (never the test split, on
+        which the calibration is then measured).
+
+    Returns
+    -------
+    dict
+        ``std_scale``, ``split``, ``n`` (structures) and ``within_one_sigma_before`` (the share
+        before scaling), also stored under ``meta["ensemble"]``.
+    """
+    from crystensor.data.records import read_records
+    from crystensor.prediction import Predictor
+
+    if checkpoint.n_members < 2:
+        raise InputError("only an ensemble has a spread to calibrate")
+    wanted = set(checkpoint.split.get(split, ()))
+    found = {}
+    for path in records:
+        for record in read_records(path):
+            if record.id in wanted and record.id not in found:
+                found[record.id] = record
+    if len(found) < 10:
+        raise InputError(
+            f"only {len(found)} of the {len(wanted)} {split} materials are in the record files; "
+            "give the record files the model's store was built from"
+        )
+    ensemble = dict(checkpoint.meta.get("ensemble") or {})
+    ensemble.pop("std_scale", None)
+    checkpoint.meta["ensemble"] = ensemble  # calibrate the raw spread
+    predictor = Predictor(checkpoint, source="ensemble")
+    ids = sorted(found)
+    results = predictor.predict_results([found[i].pymatgen_structure() for i in ids])
+    ok = [(i, r) for i, r in zip(ids, results, strict=True) if r.ok]
+    errors = np.stack([r.tensor - np.asarray(found[i].value, float) for i, r in ok])
+    std = np.stack([r.std for _, r in ok])
+    free = std > 0
+    before = float((np.abs(errors)[free] <= std[free]).mean())
+    scale = spread_scale(errors, std)
+    info = {"std_scale": scale, "split": split, "n": len(ok), "within_one_sigma_before": before}
+    checkpoint.meta["ensemble"] = {**ensemble, **info}
+    return info
