@@ -63,13 +63,13 @@ relax_cell=True``).
 at the reference geometry; every edge vector ``r_j + S_ij . cell - r_i`` then moves with the
 strain and the displacements, so the derivatives are those of the potential at the reference
 (an edge outside the cutoff there contributes nothing to the energy or its derivatives).
-SevenNet-0's radial cutoff is the XPLOR switch (1 below ``r_on = 4.5`` A, a polynomial falling to
-0 at ``r_c = 5`` A): continuous with its first derivative, but its second derivative jumps at
-``r_on`` and ``r_c``. The potential's stiffness is therefore discontinuous in the geometry: it
-jumps whenever an edge length crosses 4.5 or 5 A (diamond Si, whose third shell is at 4.503 A,
-loses ~10 GPa of C11 when compressed by 0.15 %). The tensor here is the derivative at the given
-geometry; a finite-strain fit (strains of 0.5-1 %) averages it over such jumps and can differ
-from it by several GPa when neighbours lie near 4.5 or 5 A.
+SevenNet-0's radial cutoff is the XPLOR switch (1 below ``r_on = 4.5`` A, a polynomial falling to 0
+at ``r_c = 5`` A): continuous with its first derivative, but its second derivative jumps at ``r_on``
+and ``r_c``. The potential's stiffness is therefore discontinuous in the geometry: it jumps whenever
+an edge length crosses 4.5 or 5 A (diamond Si at a = 5.43 A, whose third shell is at 4.503 A, loses
+18 GPa of C_xxxx under 0.15 % compression along x). The tensor here is the derivative at the given
+geometry; a finite-strain fit (strains of 0.5-1 %) averages it over such jumps and can differ from
+it by several GPa when neighbours lie near 4.5 or 5 A.
 
 **Symmetry.** The energy is invariant under rotations, so rotating the structure rotates ``C``
 (to rounding). SevenNet-0 was trained without parity: its energy is not exactly invariant under
@@ -78,8 +78,8 @@ to, not exactly, the mirrored tensor; for a centrosymmetric crystal the image is
 itself.
 
 **Precision.** sevenn computes in float32; the potential can also be evaluated in float64 (its
-weights cast, its one-hot embedding cast after the fact), which gives the same energies to
-~1e-7 relative and exact derivatives for tests, at ~2.5 times the cost. The default is float32:
+weights cast, its one-hot embedding cast after the fact), which gives the same energies to ~1e-7
+relative and exact derivatives for tests, at 1.5-2.7 times the cost. The default is float32:
 autograd has no finite-difference cancellation, so its tensors agree with float64 to ~1e-3 GPa.
 """
 
