@@ -20,6 +20,7 @@ from crystensor.cli.options import (
     Format,
     JsonFlag,
     MetricsFormat,
+    ReportFile,
     SymPrec,
     device_name,
     resolve_format,
@@ -82,15 +83,7 @@ def evaluate(
     ] = False,
     fmt: MetricsFormat = None,
     as_json: JsonFlag = False,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="Write to this file (atomically) instead of stdout.",
-            dir_okay=False,
-        ),
-    ] = None,
+    output: ReportFile = None,
     device: Device = None,
     batch_size: Annotated[
         int | None,

@@ -31,6 +31,17 @@ import typer
 
 from crystensor.errors import InputError
 
+#: ``-o`` of the commands that print a report: the same report, written to a file instead.
+ReportFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Write to this file (atomically) instead of stdout.",
+        dir_okay=False,
+    ),
+]
+
 OutputFile = Annotated[
     Path | None,
     typer.Option(

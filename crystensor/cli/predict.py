@@ -20,6 +20,7 @@ from crystensor.cli.options import (
     Device,
     Format,
     JsonFlag,
+    ReportFile,
     ResultFormat,
     SymPrec,
     device_name,
@@ -103,15 +104,7 @@ def predict(
     angle_tolerance: AngleTolerance = None,
     fmt: ResultFormat = None,
     as_json: JsonFlag = False,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="Write to this file (atomically) instead of stdout.",
-            dir_okay=False,
-        ),
-    ] = None,
+    output: ReportFile = None,
     workers: Annotated[
         int,
         typer.Option(
