@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -174,6 +174,16 @@ def train(
             rich_help_panel=_P,
         ),
     ] = None,
+    ensemble: Annotated[
+        int,
+        typer.Option(
+            "--ensemble",
+            min=1,
+            help="Train N networks, seeds --seed .. --seed+N-1, into OUTPUT/seed-S, and put "
+            "them into OUTPUT/ensemble.pt (see crystensor ensemble; its --calibrate scales the "
+            "spread afterwards).",
+        ),
+    ] = 1,
     resume: Annotated[
         Path | None,
         typer.Option(
@@ -233,6 +243,8 @@ def train(
     if resume is not None:
         extra = [k for k, v in dict(data=data, output=output, pretrain=pretrain).items() if v]
         extra += [k for k, v in dict(split=split, split_seed=split_seed).items() if v is not None]
+        if ensemble > 1:
+            extra.append("ensemble")
         if settings or model or extra:
             raise InputError(
                 "--resume continues a run with the settings it started with; drop "
@@ -252,6 +264,32 @@ def train(
             pre_config = config.replace(epochs=pretrain_epochs)
         elif pretrain_data is not None and pretrain is None:
             raise InputError("--pretrain-data needs --pretrain band-gap or formation-energy")
+        if ensemble > 1:
+            _train_ensemble(
+                ensemble,
+                output,
+                config,
+                quiet,
+                lambda out, cfg: run.train(
+                    data,
+                    out,
+                    arch=arch,
+                    preset_name=preset,
+                    model_overrides=model,
+                    config=cfg,
+                    pretrain=pretrain,
+                    pretrain_data=pretrain_data,
+                    pretrain_config=None
+                    if pre_config is None
+                    else pre_config.replace(seed=cfg.seed),
+                    reporter=reporter,
+                    command=sys.argv,
+                    split=split or "store",
+                    split_seed=split_seed,
+                    backbone_mode=backbone_mode if from_checkpoint else None,
+                ),
+            )
+            return
         result = run.train(
             data,
             output,
@@ -269,6 +307,29 @@ def train(
             backbone_mode=backbone_mode if from_checkpoint else None,
         )
     summarise(result, quiet)
+
+
+def _train_ensemble(n: int, output: Path, config: Any, quiet: bool, train_one: Any) -> None:
+    """Train ``n`` seeds into ``output/seed-S`` and write ``output/ensemble.pt``."""
+    from crystensor.checkpoint import load_checkpoint, make_ensemble, save_checkpoint
+    from crystensor.cli.common import console
+    from crystensor.cli.training import summarise
+
+    first = config.seed
+    paths = []
+    for seed in range(first, first + n):
+        result = train_one(output / f"seed-{seed}", config.replace(seed=seed))
+        summarise(result, quiet)
+        paths.append(output / f"seed-{seed}" / "best.pt")
+    members = [load_checkpoint(path) for path in paths]
+    combined = make_ensemble(members, meta={"ensemble_of": [str(p) for p in paths]})
+    save_checkpoint(combined, output / "ensemble.pt")
+    if not quiet:
+        console.print(
+            f"Wrote {output / 'ensemble.pt'}: an ensemble of {n} networks (seeds {first}-"
+            f"{first + n - 1}); calibrate its spread with crystensor ensemble --calibrate",
+            highlight=False,
+        )
 
 
 def _check_backbone(backbone: str, mode: str) -> None:

@@ -160,3 +160,22 @@ def test_missing_inputs(tmp_path):
     assert done.exit_code == 2 and "does not exist" in done.output
     done = _run("train", "--resume", tmp_path)
     assert done.exit_code == 2 and "holds no run" in done.output
+
+
+def test_train_an_ensemble(stores, tmp_path):
+    import torch
+
+    from crystensor.checkpoint import load_checkpoint
+
+    out = tmp_path / "ens"
+    args = ["train", "-d", stores["dielectric"], "-o", out, *FAST]
+    result = _run(*args, "--epochs", "1", "--seed", "3", "--ensemble", "2")
+    assert result.exit_code == 0, result.output
+    ensemble = load_checkpoint(out / "ensemble.pt")
+    assert ensemble.n_members == 2
+    seeds = [load_checkpoint(out / f"seed-{s}" / "best.pt") for s in (3, 4)]
+    assert [c.training["train_config"]["seed"] for c in seeds] == [3, 4]
+    for member, single in zip(ensemble.members, seeds, strict=True):
+        assert all(torch.equal(member[k], single.state_dict[k]) for k in member)
+    refused = _run("train", "--resume", out / "seed-3", "--ensemble", "2")
+    assert refused.exit_code == 2 and "--ensemble" in refused.output
