@@ -536,15 +536,19 @@ def evaluate_store(
         if len(rows) == 0:
             raise InputError(f"none of the given ids is in the {split_info['name']} split")
     if predictor is not None:
-        dev, net = predictor.device, predictor.model
+        dev, nets = predictor.device, predictor.models
     else:
         dev = resolve_device(device)
-        net = checkpoint.build_model(dev)
-    dtype = next(net.parameters()).dtype
-    fields = _backbone_fields(net, store)
+        nets = checkpoint.build_members(dev)
+    dtype = next(nets[0].parameters()).dtype
+    fields = _backbone_fields(nets[0], store)
     dataset = GraphDataset(store, indices=rows, dtype=dtype, node_fields=fields)
-    out = evaluate(net, dataset, info=DistInfo(0, 1, 0, dev), batch_size=batch_size)
-    index, pred, true = out["index"], out["pred"], out["true"]
+    # an ensemble is scored by its members' mean, as predict reports it
+    outs = [
+        evaluate(net, dataset, info=DistInfo(0, 1, 0, dev), batch_size=batch_size) for net in nets
+    ]
+    index, true = outs[0]["index"], outs[0]["true"]
+    pred = np.mean([out["pred"] for out in outs], axis=0)
     all_ids = store.ids
     finite = np.isfinite(pred.reshape(len(pred), -1)).all(axis=1)
     formulas = store.read("formula")

@@ -194,3 +194,18 @@ def test_calibrate_needs_the_validation_materials(members, tmp_path):
         calibrate(make_ensemble(members), [records])
     with pytest.raises(InputError, match="only an ensemble"):
         calibrate(members[0], [records])
+
+
+def test_evaluate_scores_an_ensemble_by_its_mean(tmp_path):
+    """On a store, evaluate averages the members as predict does (not the first member)."""
+    from crystensor.evaluation import evaluate_store
+    from tests.train.conftest import build_store
+
+    store = build_store(tmp_path / "d.h5", "dielectric", 12)
+    first = load_checkpoint(make_checkpoint(tmp_path / "a.pt", "dielectric"))
+    first.featurization["cutoff"] = 4.0  # the tiny store's graphs
+    second = other_seed(first, 5)
+    paths = [save_checkpoint(c, tmp_path / f"{i}.pt") for i, c in enumerate((first, second))]
+    ensemble = save_checkpoint(make_ensemble([first, second]), tmp_path / "ens.pt")
+    maes = [evaluate_store(p, store, split="all")["metrics"]["mae"] for p in (*paths, ensemble)]
+    assert maes[2] != maes[0] and maes[2] != maes[1]
