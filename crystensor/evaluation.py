@@ -352,12 +352,21 @@ def _header(checkpoint: Checkpoint, source: str, data: Path, fmt: str) -> dict[s
 # -- records ----------------------------------------------------------------------------------
 
 
+_PRINCIPAL_ONLY = (
+    "{name} holds principal values without a frame, not tensors; evaluate scores full "
+    "tensors. Train with -d TENSORS.h5 -d STORE.h5:WEIGHT to get test metrics on them"
+)
+
+
 def _read_labelled(path: Path) -> list[Record]:
+    from crystensor.data.consistency import PRINCIPAL_VALUES
     from crystensor.data.records import read_records
 
     records = list(read_records(path))
     if not records:
         raise InputError(f"{path.name} holds no records; write some with crystensor fetch")
+    if any((r.meta or {}).get("label") == PRINCIPAL_VALUES for r in records):
+        raise InputError(_PRINCIPAL_ONLY.format(name=path.name))
     return records
 
 
@@ -525,6 +534,8 @@ def evaluate_store(
     store = GraphStore(path)
     if len(store) == 0:
         raise InputError(f"{path.name} holds no graphs")
+    if store.label != "tensor":
+        raise InputError(_PRINCIPAL_ONLY.format(name=path.name))
     _check_target(store.target, checkpoint, source, str(path))
     check_featurization(checkpoint.featurization, store, describe_model(source))
     rows, split_info = _choose_split(

@@ -20,12 +20,19 @@ _P = "Pretraining"
 @guarded
 def train(
     data: Annotated[
-        Path | None,
+        list[str] | None,
         typer.Option(
             "--data",
             "-d",
-            help="HDF5 graph store of the target (crystensor featurize).",
-            dir_okay=False,
+            help=(
+                "HDF5 graph store of the target's tensors (crystensor featurize). Repeat it to "
+                "add label stores with a loss weight, STORE:WEIGHT (default 1): principal "
+                "values of a dielectric target (fetch -s naccarato), bulk-modulus or "
+                "shear-modulus stores for elastic (matched to the Hill averages of the "
+                "predicted tensor), or more tensors of the target. Validation and the tensor "
+                "metrics use the first store."
+            ),
+            metavar="STORE[:WEIGHT]",
         ),
     ] = None,
     output: Annotated[
@@ -252,8 +259,9 @@ def train(
             )
         result = run.resume(resume, reporter=reporter)
     else:
-        if data is None or output is None:
+        if not data or output is None:
             raise InputError("pass --data STORE.h5 and --output RUN_DIR (or --resume RUN_DIR)")
+        data, labels = _stores(data)
         _check_choice("--arch", arch, ("segnn", "seconv", "setransformer"))
         _check_choice("--preset", preset, ("small", "default"))
         if not from_checkpoint:
@@ -287,6 +295,7 @@ def train(
                     split=split or "store",
                     split_seed=split_seed,
                     backbone_mode=backbone_mode if from_checkpoint else None,
+                    labels=labels,
                 ),
             )
             return
@@ -305,6 +314,7 @@ def train(
             split=split or "store",
             split_seed=split_seed,
             backbone_mode=backbone_mode if from_checkpoint else None,
+            labels=labels,
         )
     summarise(result, quiet)
 
@@ -330,6 +340,19 @@ def _train_ensemble(n: int, output: Path, config: Any, quiet: bool, train_one: A
             f"{first + n - 1}); calibrate its spread with crystensor ensemble --calibrate",
             highlight=False,
         )
+
+
+def _stores(data: list[str]) -> tuple[Path, list[tuple[str, float]]]:
+    """The tensor store (the first --data) and the label stores with their weights."""
+    from crystensor.train.supervision import parse_store_weight
+
+    first, weight = parse_store_weight(data[0])
+    if weight != 1.0:
+        raise InputError(
+            f"the first --data store ({first}) is the tensor store, whose loss weight is 1; "
+            "give weights to the label stores after it"
+        )
+    return Path(first), [parse_store_weight(d) for d in data[1:]]
 
 
 def _check_backbone(backbone: str, mode: str) -> None:

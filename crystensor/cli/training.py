@@ -163,7 +163,25 @@ def _stage_table(result: FitResult):
         if split in m:
             lines = [line for line in format_metrics(m[split]) if not line.startswith(" ")]
             table.add_row(split, str(counts.get(split, "")), "\n".join(lines))
+    for labels in m.get("label_sets", ()):
+        table.add_row(f"test, {labels['store']}", str(labels["n_test"]), _label_line(labels, m))
     return table
+
+
+def _label_line(labels: dict, metrics: dict) -> str:
+    """One label store's test metrics in words."""
+    if labels.get("label") is None:
+        return f"more {metrics.get('target')} tensors (weight {labels['weight']:g}); no own metrics"
+    what = labels["label"].replace("_", " ")
+    if "mae" not in labels:
+        return f"{what}: no test structures unseen in training"
+    units = metrics.get("units") or ""
+    return (
+        f"{what}: MAE {labels['mae']:.3g}{' ' + units if units else ''}, median relative "
+        f"error {labels['median_relative_error']:.3g}, EwT25 {100 * labels['ewt25']:.1f} % "
+        f"(weight {labels['weight']:g}; {labels['n_train']} trained on, "
+        f"{labels['excluded_train']} left out as duplicates of held-out materials)"
+    )
 
 
 def summarise(result: RunResult, quiet: bool) -> None:

@@ -231,6 +231,7 @@ class _Config:
     max_cutoff: float
     files: tuple[str, ...]
     offsets: tuple[int, ...]  # records in the files before each one
+    label: str = "tensor"  # or PRINCIPAL_VALUES (crystensor.data.store.LABELS)
 
 
 @dataclass(frozen=True)
@@ -261,14 +262,27 @@ def _parse(line: str, number: int, file: str):
         return _Fatal(str(err))
 
 
-def _target_value(record, kind) -> tuple[np.ndarray, np.ndarray] | str:
-    """The symmetrised Cartesian target and its irreps, or the reason it is unusable."""
+def _target_value(record, kind, label: str = "tensor") -> tuple[np.ndarray, np.ndarray] | str:
+    """The symmetrised Cartesian target and its irreps, or the reason it is unusable.
+
+    A principal-value record (``label`` :data:`PRINCIPAL_VALUES`, three values sorted
+    ascending) gives ``diag(v)``: the store's tensor layout, in no particular frame.
+    """
     from crystensor.tensors.harmonic import to_irreps
 
     try:
         value = np.asarray(record.value, dtype=float)
     except (TypeError, ValueError):
         return f"the {kind.name} value is not a number or a nested list of numbers"
+    if label == PRINCIPAL_VALUES:
+        if value.shape != (3,) or kind.cartesian_shape != (3, 3):
+            return f"principal values need three numbers of a 3x3 tensor, got shape {value.shape}"
+        if not np.all(np.isfinite(value)):
+            return "the value is not finite (NaN or infinity)"
+        if np.any(np.diff(value) < 0):
+            return "the principal values are not sorted ascending"
+        value = np.diag(value)
+        return value, to_irreps(value, kind)
     if kind.rank == 0 and value.shape == (1,):
         value = value.reshape(())
     if value.shape != kind.cartesian_shape:
@@ -345,7 +359,12 @@ def _process(item: tuple[int, int, int, str]) -> StoredGraph | Rejection | _Fata
     if record.units and record.units != config.units:
         return reject("units", f"units {record.units!r}, expected {config.units!r}")
     kind = get_kind(config.kind)
-    target = _target_value(record, kind)
+    if _label_of(record) != config.label:
+        return _Fatal(
+            f"{file} line {number} ({rid}) holds {_label_of(record)} labels, but the records "
+            f"before it hold {config.label}; featurize each kind of label into its own store"
+        )
+    target = _target_value(record, kind, config.label)
     if isinstance(target, str):
         return reject("bad-value", target)
     try:
@@ -422,10 +441,16 @@ def _count_records(path: Path) -> int:
     return sum(1 for _ in _lines(path))
 
 
+def _label_of(record) -> str:
+    """``"tensor"`` or :data:`PRINCIPAL_VALUES`: what a record's value is."""
+    return PRINCIPAL_VALUES if (record.meta or {}).get("label") == PRINCIPAL_VALUES else "tensor"
+
+
 def _record_paths(
     records_path: str | os.PathLike | Sequence[str | os.PathLike], out: Path, target: str
-) -> list[Path]:
-    """The record files as paths, each checked: exists, given once, records of ``target``."""
+) -> tuple[list[Path], str]:
+    """The record files as paths, each checked: exists, given once, records of ``target``;
+    and their label (``"tensor"`` or :data:`PRINCIPAL_VALUES`, the same in every file)."""
     if isinstance(records_path, str | os.PathLike):
         paths = [Path(records_path)]
     else:
@@ -433,6 +458,7 @@ def _record_paths(
     if not paths:
         raise InputError("give at least one record file to featurize")
     seen: dict[Path, Path] = {}
+    labels: set[str] = set()
     for src in paths:
         if not src.is_file():
             raise InputError(
@@ -457,18 +483,18 @@ def _record_paths(
         record = _parse(first[2], first[1], src.name)
         if isinstance(record, _Fatal):
             raise InputError(record.message)
-        if (record.meta or {}).get("label") == PRINCIPAL_VALUES:
+        labels.add(_label_of(record))
+        if len(labels) > 1:
             raise InputError(
-                f"{src.name} holds principal values of {record.target} (rotation-invariant "
-                "labels without a frame), not tensors; graph stores are built from tensor "
-                "records, and training on principal values is not available yet"
+                f"{src.name} holds {_label_of(record)} labels and an earlier file the other "
+                "kind; featurize tensors and principal values into separate stores"
             )
         if record.target != target:
             raise InputError(
                 f"{src.name} holds {record.target!r} records, not {target!r}; pass --target "
                 f"{record.target} or use a record file of {target}"
             )
-    return paths
+    return paths, labels.pop()
 
 
 def _featurize_one(config: _Config, item: tuple[int, int, int, str]) -> Any:
@@ -670,7 +696,7 @@ def featurize(
     max_c = _check_common(cutoff, max_cutoff, workers)
     if shard is not None:
         shard = _check_shard(shard)
-    paths = _record_paths(records_path, out, target)
+    paths, label = _record_paths(records_path, out, target)
     check_output(out, overwrite=overwrite)
     _check_dedupe(dedupe, shard, len(paths))
     names = " + ".join(p.name for p in paths)
@@ -696,6 +722,7 @@ def featurize(
         max_cutoff=max_c,
         files=tuple(p.name for p in paths),
         offsets=tuple(int(k) for k in np.cumsum([0, *counts[:-1]])),
+        label=label,
     )
     sources = [
         {"file": p.name, "path": str(p.resolve()), "sha256": file_sha256(p), "records": n}
@@ -713,6 +740,7 @@ def featurize(
                 out,
                 target=target,
                 cutoff=cutoff,
+                label=label,
                 auto_cutoff=auto_cutoff,
                 max_cutoff=max_c,
                 sources=sources,
@@ -894,6 +922,11 @@ def merge_stores(
                 f"cannot merge {first.path.name} and {store.path.name}: only one stores "
                 "node_features"
             )
+        if store.label != first.label:
+            raise InputError(
+                f"cannot merge {first.path.name} and {store.path.name}: one holds "
+                f"{first.label} labels, the other {store.label}"
+            )
     stores = _merge_order(stores)
     sources, seen_sources = [], set()
     for store in stores:
@@ -920,6 +953,7 @@ def merge_stores(
         out,
         target=attrs["target"],
         cutoff=attrs["cutoff"],
+        label=first.label,
         auto_cutoff=attrs["auto_cutoff"],
         max_cutoff=attrs["max_cutoff"],
         sources=sources,

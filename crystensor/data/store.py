@@ -42,9 +42,18 @@ File attributes: ``format`` (:data:`FORMAT`), ``format_version``, ``crystensor_v
 ``frame`` and ``edge_convention`` (the conventions in words), ``sources`` (JSON list of
 ``{"file", "sha256"}``), ``shard`` (JSON ``[i, n]`` or ``null``), ``split_seed``,
 ``split_fractions``, ``split_method``, ``library_versions``, ``n_graphs``, ``n_nodes``,
-``n_edges``. ``split_method`` is ``"sha256-rank"`` for the ``random`` split by material id and
+``n_edges``, and ``label`` (absent in stores written before it existed, meaning ``"tensor"``).
+``split_method`` is ``"sha256-rank"`` for the ``random`` split by material id and
 ``"sha256-chemical-system"`` for the ``family`` split by chemical system
 (:data:`SPLIT_METHODS`); :meth:`GraphStore.use_split` replaces the stored split in memory.
+
+``label`` says what the targets are (:data:`LABELS`): ``"tensor"``, the full tensors in the
+stored frame, or ``"principal_values"``, rotation-invariant labels without a frame (for
+example the eigenvalues of eps_inf in ``crystensor fetch -s naccarato`` records). A
+principal-value store keeps ``diag(v1, v2, v3)`` (sorted ascending) in ``target_cartesian``
+so that it has the layout of a tensor store, but that diagonal form is in no particular frame:
+such a store only serves as an invariant label set beside a tensor store
+(:mod:`crystensor.train.supervision`), through functions that do not depend on the frame.
 
 A store is written to a temporary name in the target folder and renamed when complete, so an
 interrupted run leaves no file under the final name. :class:`GraphStore` checks the attributes
@@ -77,6 +86,7 @@ __all__ = [
     "DEFAULT_SPLIT_FRACTIONS",
     "FORMAT",
     "FORMAT_VERSION",
+    "LABELS",
     "SPLIT_METHODS",
     "SPLIT_NAMES",
     "GraphStore",
@@ -103,6 +113,17 @@ EDGE_CONVENTION = (
     "edge_index[0] = source j (neighbour), edge_index[1] = target i (centre), local to the "
     "graph; edge vector = positions[j] + edge_shift @ cell - positions[i]"
 )
+
+#: Values of the ``label`` attribute: full tensors in the stored frame, or frame-free
+#: principal values (see the module docstring).
+LABELS = ("tensor", "principal_values")
+
+
+def _check_label(label: str) -> str:
+    if label not in LABELS:
+        raise InputError(f"unknown store label {label!r}; choose one of {', '.join(LABELS)}")
+    return label
+
 
 # Attributes stored as JSON text.
 _JSON_ATTRS = ("sources", "shard", "split_fractions", "library_versions", "target_shape")
@@ -454,6 +475,7 @@ class StoreWriter:
         *,
         target: str,
         cutoff: float,
+        label: str = "tensor",
         auto_cutoff: bool = False,
         max_cutoff: float | None = None,
         sources: Iterable[Mapping[str, str]] = (),
@@ -501,6 +523,7 @@ class StoreWriter:
             "split_fractions": [float(f) for f in split_fractions],
             "split_method": SPLIT_METHODS[split_method_name(split_method)],
             "library_versions": _library_versions(),
+            "label": _check_label(label),
         }
         self._h5: Any = None
         self._staged: StagedOutput | None = None
@@ -949,6 +972,11 @@ class GraphStore(LazyHDF5Reader):
     def target(self) -> str:
         """Property name (``elastic``, ``band-gap``, ...)."""
         return self.attrs["target"]
+
+    @property
+    def label(self) -> str:
+        """What the targets are: ``"tensor"`` or ``"principal_values"`` (:data:`LABELS`)."""
+        return str(self.attrs.get("label", "tensor"))
 
     @property
     def kind(self):

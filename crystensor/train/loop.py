@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ import torch
 from crystensor.checkpoint import Checkpoint, save_checkpoint
 from crystensor.errors import InputError
 from crystensor.io.atomic import atomic_write_text
-from crystensor.train import distributed
+from crystensor.train import distributed, supervision
 from crystensor.train.config import TrainConfig
 from crystensor.train.losses import Normalization, loss_function, target_normalization
 
@@ -149,6 +150,18 @@ def evaluate(
     return out
 
 
+def _predictor(model, store, info, batch_size: int):
+    """``predict(indices) -> (n, 3, ..., 3)``: the model's Cartesian tensors for those graphs."""
+    from crystensor.data.dataset import GraphDataset
+
+    def predict(indices):
+        fields = _backbone_fields(model, store)
+        data = GraphDataset(store, indices=indices, node_fields=fields)
+        return evaluate(model, data, info=info, batch_size=batch_size)["pred"]
+
+    return predict
+
+
 def _split_metrics(store, kind, predictions: dict[str, Any]) -> dict[str, Any]:
     from crystensor.train.metrics import tensor_metrics
 
@@ -255,6 +268,7 @@ def fit(
     transferred: bool = False,
     stage: str = "train",
     meta: dict[str, Any] | None = None,
+    labels: Sequence[tuple[Any, float]] = (),
 ) -> FitResult:
     """Train ``model`` on ``store``'s train split, validating on its val split.
 
@@ -280,6 +294,12 @@ def fit(
         Name shown in progress and logs (``"pretrain"``, ``"train"``, ``"finetune"``).
     meta : dict, optional
         Provenance saved in the checkpoints.
+    labels : sequence of (GraphStore, weight), optional
+        Further stores trained on beside ``store`` (mixed supervision,
+        :mod:`crystensor.train.supervision`): invariant labels such as principal values or
+        moduli, or more tensors of the target, each with its loss weight. Validation, early
+        stopping and the tensor metrics stay on ``store``; each label store gets its own test
+        metrics (``metrics["label_sets"]``).
     """
     from crystensor.data.dataset import GraphDataset
 
@@ -339,9 +359,30 @@ def fit(
     frozen = _freeze(model, config.freeze)
     if frozen:
         log.info("%s: frozen backbone parts: %s", stage, ", ".join(frozen))
+    label_sets = supervision.label_sets(store, labels) if labels else []
     loss_fn = loss_function(
-        config.loss, normalization, kind, config.loss_function, config.sign_agnostic
+        config.loss,
+        normalization,
+        kind,
+        config.loss_function,
+        config.sign_agnostic,
+        per_structure=bool(label_sets),
     )
+    if label_sets:
+        loss_fn = supervision.mixed_loss(loss_fn, label_sets, config.loss_function)
+        train_set = supervision.MixedDataset(
+            train_set,
+            label_sets,
+            [
+                GraphDataset(
+                    ls.store,
+                    indices=ls.train,
+                    in_memory=True,
+                    node_fields=_backbone_fields(model, ls.store),
+                )
+                for ls in label_sets
+            ],
+        )
     optimizer = torch.optim.AdamW(
         _param_groups(model, config, transferred), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -382,7 +423,16 @@ def fit(
         featurization=featurization,
         normalization=normalization.to_dict(),
         split=split_ids(store),
-        meta={**(meta or {}), "stage": stage, "store": store.path.name},
+        meta={
+            **(meta or {}),
+            "stage": stage,
+            "store": store.path.name,
+            **(
+                {"label_stores": [{"store": ls.name, "weight": ls.weight} for ls in label_sets]}
+                if label_sets
+                else {}
+            ),
+        },
     )
 
     def checkpoint(
@@ -507,6 +557,7 @@ def fit(
         checkpoint=checkpoint,
         loss_fn=loss_fn,
         sets={"val": val_set, "test": test_set},
+        label_sets=label_sets,
     )
     reporter.stage_end(result)
     return result
@@ -526,6 +577,7 @@ def _finish(
     checkpoint,
     loss_fn,
     sets,
+    label_sets=(),
 ) -> FitResult:
     """Reload the best weights, evaluate val and test, write metrics, plots and best.pt."""
     from crystensor.train import plots
@@ -553,6 +605,11 @@ def _finish(
             continue
         predictions[name] = evaluate(model, subset, info=info, batch_size=batch_size)
         metrics[name] = _split_metrics(store, kind, predictions[name])
+    if label_sets:
+        metrics["label_sets"] = [
+            supervision.invariant_metrics(_predictor(model, ls.store, info, batch_size), ls)
+            for ls in label_sets
+        ]
     if info.is_main:
         from crystensor.train.domain import model_domain
 

@@ -32,7 +32,7 @@ import torch
 from crystensor.errors import InputError
 from crystensor.tensors.kinds import TensorKind
 
-__all__ = ["Normalization", "loss_function", "target_normalization"]
+__all__ = ["Normalization", "elementwise_function", "loss_function", "target_normalization"]
 
 
 @dataclass(frozen=True)
@@ -105,12 +105,20 @@ _ELEMENTWISE = {
 }
 
 
+def elementwise_function(function: str):
+    """The elementwise cost of a normalised error: ``"mse"``, ``"huber"`` or ``"l1"``."""
+    if function not in _ELEMENTWISE:
+        raise ValueError(f"unknown loss function {function!r}; choose {', '.join(_ELEMENTWISE)}")
+    return _ELEMENTWISE[function]
+
+
 def loss_function(
     space: str,
     normalization: Normalization,
     kind: TensorKind,
     function: str = "mse",
     sign_agnostic: bool = False,
+    per_structure: bool = False,
 ):
     """``loss(output, batch) -> scalar tensor``: mean of ``function`` over normalised errors.
 
@@ -124,13 +132,15 @@ def loss_function(
     nothing for the sign. Invariant under ``y -> -y`` per structure, and still equivariant:
     ``-T`` rotates as ``T`` does.
 
+    ``per_structure``: return each structure's mean cost ``(B,)`` instead of the batch mean
+    (for :func:`crystensor.train.supervision.mixed_loss`).
+
     Raises
     ------
     crystensor.errors.InputError
         ``sign_agnostic`` for an even-rank kind (whose tensors do not flip sign).
     """
-    if function not in _ELEMENTWISE:
-        raise ValueError(f"unknown loss function {function!r}; choose {', '.join(_ELEMENTWISE)}")
+    elementwise = elementwise_function(function)
     if space not in ("irreps", "cartesian"):
         raise ValueError(f"unknown loss space {space!r}; choose irreps or cartesian")
     if sign_agnostic and kind.rank % 2 == 0:
@@ -138,15 +148,14 @@ def loss_function(
             f"--sign-agnostic is for odd-rank targets (piezoelectric); a {kind.name} tensor "
             "does not change sign under inversion, so its sign is never ambiguous"
         )
-    elementwise = _ELEMENTWISE[function]
 
     def reduce(pred: torch.Tensor, true: torch.Tensor, weight) -> torch.Tensor:
         flat = (pred - true).flatten(1) * weight
-        if not sign_agnostic:
-            return elementwise(flat).mean()
-        flipped = (pred + true).flatten(1) * weight
-        per_structure = torch.minimum(elementwise(flat).mean(1), elementwise(flipped).mean(1))
-        return per_structure.mean()
+        cost = elementwise(flat).mean(1)
+        if sign_agnostic:
+            flipped = (pred + true).flatten(1) * weight
+            cost = torch.minimum(cost, elementwise(flipped).mean(1))
+        return cost if per_structure else cost.mean()
 
     if space == "cartesian" and kind.rank > 0:
         inv = 1.0 / normalization.cartesian_rms

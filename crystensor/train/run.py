@@ -21,6 +21,10 @@ Each stage trains on its store's saved split, or on one recomputed in memory
 ``split_seed``). The stage's ``split`` entry in the plan (``{"method", "seed"}``; absent in
 older plans: the store's) makes a resumed run use the same one, and the checkpoints' ``meta``
 record the split used (``method``, ``seed``, ``fractions``, ``source``).
+
+A stage may also train on label stores beside its store (its ``labels`` entry: ``{"data",
+"store", "weight"}`` each; mixed supervision, :mod:`crystensor.train.supervision`); they take
+the stage's split method and seed.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -275,6 +280,12 @@ def _stage(
     _check_identity(store, stage["store"])
     split = stage.get("split") or {"method": "store"}  # plans from before --split: the store's
     store.use_split(split["method"], split.get("seed") or 0)
+    labels = []
+    for entry in stage.get("labels", ()):
+        label_store = _open_store(entry["data"], "label store")
+        _check_identity(label_store, entry["store"])
+        label_store.use_split(split["method"], split.get("seed") or 0)
+        labels.append((label_store, float(entry["weight"])))
     config = train_config_from_dict(stage["train"])
     metrics_file = stage_dir / "metrics.json"
     if metrics_file.is_file() and (stage_dir / "best.pt").is_file():
@@ -308,6 +319,7 @@ def _stage(
         transferred=parent is not None,
         stage=stage["name"],
         meta=meta,
+        labels=labels,
     )
 
 
@@ -340,6 +352,27 @@ def _stage_plan(
         "subdir": subdir,
         "split": split or {"method": "store", "seed": None},
     }
+
+
+def _label_plan(store, labels: Sequence[tuple[str | os.PathLike, float]]) -> list[dict]:
+    """The plan's record of the label stores, each checked against ``store`` now."""
+    from crystensor.train.supervision import check_label_store
+
+    plan, seen = [], {store.path.resolve()}
+    for path, weight in labels:
+        label_store = _open_store(path, "label store")
+        if label_store.path.resolve() in seen:
+            raise InputError(f"{label_store.path.name} is given twice to --data; give it once")
+        seen.add(label_store.path.resolve())
+        check_label_store(store, label_store)
+        plan.append(
+            {
+                "data": str(label_store.path.resolve()),
+                "store": _store_identity(label_store),
+                "weight": float(weight),
+            }
+        )
+    return plan
 
 
 def _start(plan: dict[str, Any], run_dir: Path, reporter: Reporter | None) -> RunResult:
@@ -394,6 +427,7 @@ def train(
     command: list[str] | None = None,
     split: str = "store",
     split_seed: int | None = None,
+    labels: Sequence[tuple[str | os.PathLike, float]] = (),
 ) -> RunResult:
     """Train a model on a graph store, optionally after scalar pretraining.
 
@@ -420,10 +454,14 @@ def train(
         The store's saved train/val/test split, or one recomputed in memory from its ids (by
         material id, or by chemical system) with ``split_seed`` (default 0); applied to the
         pretraining store too.
+    labels : sequence of (path, weight)
+        Label stores trained on beside ``data`` with their loss weights (mixed supervision,
+        :mod:`crystensor.train.supervision`), in the final stage; ``split`` applies to them.
     """
     config = config or TrainConfig()
     split_plan = _split_plan(split, split_seed)
     store = _open_store(data, "store")
+    label_plan = _label_plan(store, labels)
     if backbone_mode is not None and (pretrain is None or pretrain in PRETRAIN_TARGETS):
         raise InputError("backbone_mode applies to a network started from a checkpoint file")
     if store.kind.rank == 0 and pretrain is not None and pretrain in PRETRAIN_TARGETS:
@@ -477,6 +515,8 @@ def train(
             _check_backbone_mode(source, backbone_mode, config.freeze, path.name)
             plan["start_from"] = str(path.resolve())
     plan["stages"].append(_stage_plan("train", store, config, split=split_plan))
+    if label_plan:
+        plan["stages"][-1]["labels"] = label_plan
     if plan["start_from"] is not None:
         plan["stages"][-1]["backbone_mode"] = backbone_mode
     else:

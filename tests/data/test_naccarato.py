@@ -102,9 +102,13 @@ def test_wrong_target_and_missing_files(folder, tmp_path):
     assert missing.exit_code == 2 and "structures_optimade.jsonl.gz is not in" in missing.output
 
 
-def test_featurize_refuses_principal_values(folder, tmp_path):
+def test_featurize_builds_a_principal_value_store(folder, tmp_path):
+    """The records become a store labelled principal_values, holding diag(sorted values);
+    a tensor record file cannot be featurized into the same store."""
+    from crystensor.data.store import GraphStore
+
     out = tmp_path / "nac.jsonl.gz"
-    runner.invoke(
+    fetched = runner.invoke(
         app,
         [
             "fetch",
@@ -118,11 +122,40 @@ def test_featurize_refuses_principal_values(folder, tmp_path):
             str(out),
         ],
     )
+    assert fetched.exit_code == 0, fetched.output
     result = runner.invoke(
         app, ["featurize", str(out), "-t", "dielectric-electronic", "-o", str(tmp_path / "nac.h5")]
     )
-    assert result.exit_code == 2 and "principal values" in result.output
-    assert not (tmp_path / "nac.h5").exists()
+    assert result.exit_code == 0, result.output
+    store = GraphStore(tmp_path / "nac.h5")
+    assert store.label == PRINCIPAL_VALUES and len(store) == 3
+    cart = store.read("target_cartesian")
+    values = {r.id: r.value for r in read_records(out)}
+    for i, rid in enumerate(store.ids):
+        np.testing.assert_allclose(cart[i], np.diag(values[rid]))
+
+    tensors = tmp_path / "tensors.jsonl"
+    record = next(iter(read_records(out)))
+    record.value = np.diag(record.value).tolist()
+    record.meta = {}
+    record.id = "mp-tensor"
+    from crystensor.data.records import write_records
+
+    write_records(tensors, [record])
+    mixed = runner.invoke(
+        app,
+        [
+            "featurize",
+            str(out),
+            str(tensors),
+            "-t",
+            "dielectric-electronic",
+            "-o",
+            str(tmp_path / "mixed.h5"),
+        ],
+    )
+    assert mixed.exit_code == 2 and "separate stores" in mixed.output
+    assert not (tmp_path / "mixed.h5").exists()
 
 
 def test_shared_data_agrees_with_matminer_where_both_exist(shared_data, tmp_path):
