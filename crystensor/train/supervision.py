@@ -216,7 +216,7 @@ def _formulas(store) -> list[str]:
 def _keys(store, family: bool) -> list[set[str]]:
     """Per graph: the id, reduced formula and (family split) chemical system, namespaced."""
     ids, formulas = store.ids, _formulas(store)
-    systems = store.chemical_systems() if family else [None] * len(store)
+    systems = store.chemical_systems if family else [None] * len(store)
     out = []
     for i, f, s in zip(ids, formulas, systems, strict=True):
         keys = {f"id:{i}", f"formula:{f}"}

@@ -24,7 +24,15 @@ from crystensor.train import run, supervision
 from crystensor.train.config import TrainConfig
 from crystensor.train.losses import Normalization, loss_function
 from tests.helpers import random_orthogonal
-from tests.train.conftest import FAST, MANY_SPECIES, SPECIES, _structure, _target, build_store
+from tests.train.conftest import (
+    FAST,
+    MANY_SPECIES,
+    SPECIES,
+    Interrupt,
+    _structure,
+    _target,
+    build_store,
+)
 
 runner = CliRunner()
 
@@ -218,17 +226,25 @@ def test_train_with_a_principal_value_store(stores, tmp_path):
         assert refused.exit_code == 2 and "principal values without a frame" in refused.output
 
 
-def test_train_elastic_with_moduli(stores, tmp_path):
-    config = TrainConfig(epochs=1, **FAST)
-    result = run.train(
-        stores["elastic"],
-        tmp_path / "run",
-        preset_name="small",
-        config=config,
-        labels=[(stores["bulk"], 0.3)],
-    )
+def test_train_elastic_with_moduli_resumes_with_its_labels(stores, tmp_path):
+    """An interrupted mixed run continues with its label store, on the family split."""
+    config = TrainConfig(epochs=2, **FAST)
+    with pytest.raises(KeyboardInterrupt):
+        run.train(
+            stores["elastic"],
+            tmp_path / "run",
+            preset_name="small",
+            config=config,
+            labels=[(stores["bulk"], 0.3)],
+            split="family",
+            reporter=Interrupt(after=1),
+        )
+    result = run.resume(tmp_path / "run")
+    assert [h["epoch"] for h in result.final.history] == [1, 2]
     (labels,) = result.final.metrics["label_sets"]
-    assert labels["label"] == "bulk_modulus" and np.isfinite(labels["mae"])
+    assert labels["label"] == "bulk_modulus" and labels["weight"] == 0.3
+    assert np.isfinite(labels["mae"])
+    assert labels["excluded_train"] >= 0
 
 
 @pytest.mark.parametrize(
