@@ -48,6 +48,8 @@ ELASTIC_FLOOR = 1.0
 #: Smallest eigenvalue of a predicted relative permittivity (vacuum screens with exactly 1).
 DIELECTRIC_FLOOR = 1.0
 
+# Mandel (Kelvin) scaling of the Voigt indices: D C_voigt D is the matrix of C in an
+# orthonormal basis of symmetric 3x3 tensors.
 _MANDEL = np.array([1.0, 1.0, 1.0, np.sqrt(2.0), np.sqrt(2.0), np.sqrt(2.0)])
 
 
