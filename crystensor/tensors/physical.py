@@ -86,6 +86,14 @@ def floor_of(kind: TensorKind) -> float | None:
     return {"elastic": ELASTIC_FLOOR, "dielectric": DIELECTRIC_FLOOR}.get(kind.name)
 
 
+def _floored_matrix(tensor: np.ndarray, kind: TensorKind) -> np.ndarray:
+    """The matrix whose eigenvalues the floor bounds: the Mandel matrix of an elastic tensor
+    ``(6, 6)``, the tensor itself otherwise."""
+    if kind.name == "elastic":
+        return _MANDEL[:, None] * kind.to_voigt(tensor) * _MANDEL[None, :]
+    return tensor
+
+
 def _clip(matrix: np.ndarray, floor: float) -> tuple[np.ndarray, float, bool]:
     sym = 0.5 * (matrix + matrix.T)
     values, vectors = np.linalg.eigh(sym)
@@ -140,13 +148,12 @@ def make_physical(
         floor = floor_of(kind)
     if floor is None:
         return t, None
+    clipped, smallest, changed = _clip(_floored_matrix(t, kind), floor)
     if kind.name == "elastic":
-        mandel = _MANDEL[:, None] * kind.to_voigt(t) * _MANDEL[None, :]
-        clipped, smallest, changed = _clip(mandel, floor)
         out = kind.from_voigt(clipped / _MANDEL[:, None] / _MANDEL[None, :]) if changed else t
         quantity = "Kelvin modulus"
     else:
-        out, smallest, changed = _clip(t, floor)
+        out = clipped
         quantity = "principal permittivity"
     norm = float(np.linalg.norm(t))
     change = float(np.linalg.norm(out - t))
@@ -155,10 +162,7 @@ def make_physical(
 
 
 def _smallest(tensor: np.ndarray, kind: TensorKind) -> float:
-    if kind.name == "elastic":
-        matrix = _MANDEL[:, None] * kind.to_voigt(tensor) * _MANDEL[None, :]
-    else:
-        matrix = tensor
+    matrix = _floored_matrix(tensor, kind)
     return float(np.linalg.eigvalsh(0.5 * (matrix + matrix.T))[0])
 
 
