@@ -153,10 +153,20 @@ class Predictor:
             An element outside the atom features (or unknown to the model's pretrained
             backbone), or an atom with no neighbour in the cutoff.
         """
+        self.check_structure(structure)
+        return self.checked_graph(structure)
+
+    def checked_graph(self, structure: Structure) -> SimpleNamespace:
+        """:meth:`graph` of a structure that already passed :meth:`check_structure`.
+
+        Raises
+        ------
+        InputError
+            An atom with no neighbour in the cutoff.
+        """
         from crystensor.data.dataset import _graph_tensors
         from crystensor.data.graph import IsolatedAtomError, build_graph
 
-        self.check_structure(structure)
         f = self.featurization
         try:
             graph = build_graph(
@@ -378,7 +388,7 @@ class PotentialPredictor(Predictor):
             "cutoff switch (4.5-5 A). See RESULTS.md.\n"
         )
 
-    def graph(self, structure: Structure) -> Structure:
+    def checked_graph(self, structure: Structure) -> Structure:
         """The structure itself: the potential builds its own graph."""
         return structure
 
@@ -422,7 +432,7 @@ class _Job:
             try:
                 self.predictor.check_structure(result.structure)
                 result.warnings = self.predictor.structure_warnings(result.structure)
-                pending.append((i, self.predictor.graph(result.structure)))
+                pending.append((i, self.predictor.checked_graph(result.structure)))
             except InputError as err:
                 result.error = str(err)
             except Exception as err:  # one structure never stops the others
