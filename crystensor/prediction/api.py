@@ -221,7 +221,7 @@ class Predictor:
         import torch
 
         from crystensor.data.dataset import _collate
-        from crystensor.domain import invariant_descriptor
+        from crystensor.domain import invariant_descriptor, pooled_irreps
 
         batch = _collate(graphs, self.device)
         outputs = []
@@ -235,7 +235,7 @@ class Predictor:
         irreps = outputs[0] if members is None else members.mean(axis=0)
         if self.feature_domain is None:
             return irreps, None, members
-        layout = [(mul, ir.l, ir.p) for mul, ir in self.model.backbone.irreps_out]
+        layout = pooled_irreps(self.model)
         descriptor = invariant_descriptor(pooled.detach().to("cpu", torch.float64).numpy(), layout)
         return irreps, self.feature_domain.distances(descriptor), members
 
