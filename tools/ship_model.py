@@ -93,7 +93,8 @@ def _store_facts(path: Path, split: dict[str, list[str]]) -> dict[str, Any]:
         node_offsets = f["node_offsets"][:]
         numbers = f["atomic_numbers"][:]
         norms = np.linalg.norm(f["target_cartesian"][:].reshape(len(ids), -1), axis=1)[rows]
-        test = np.array([i in set(split.get("test", ())) for i in ids])
+        held_out = set(split.get("test", ()))
+        test = np.array([i in held_out for i in ids])
         kind = str(attrs["kind"])
         cartesian = f["target_cartesian"][:][test]
         elements = {
