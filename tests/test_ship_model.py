@@ -32,22 +32,22 @@ def _load(name: str):
 ship = _load("ship_model")
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("ship")
-    store = build_store(folder / "piezoelectric.h5", "piezoelectric", 24)
+def _finished_run(folder: Path, target: str, n: int) -> Path:
+    """A 2-epoch SEConv run on a store of ``n`` tiny cells of ``target``, in ``folder/run``."""
+    store = build_store(folder / f"{target}.h5", target, n)
     config = TrainConfig(epochs=2, batch_size=8, patience=0)
     run.train(store, folder / "run", arch="seconv", preset_name="small", config=config)
     return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    return _finished_run(tmp_path_factory.mktemp("ship"), "piezoelectric", 24)
 
 
 @pytest.fixture(scope="module")
 def dielectric_run(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("ship-dielectric")
-    store = build_store(folder / "dielectric.h5", "dielectric", 40)
-    config = TrainConfig(epochs=2, batch_size=8, patience=0)
-    run.train(store, folder / "run", arch="seconv", preset_name="small", config=config)
-    return folder / "run"
+    return _finished_run(tmp_path_factory.mktemp("ship-dielectric"), "dielectric", 40)
 
 
 def test_a_finished_run_is_shipped_with_its_card(finished_run, tmp_path, capsys):
