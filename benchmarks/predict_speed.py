@@ -2,8 +2,9 @@
 
 Prints
 
-1. the wall time of ``crystensor predict ONE.POSCAR --model CKPT`` run as a subprocess, start-up
-   (imports, loading the model) included (aim: < 3 s), and its CPU time (user + system);
+1. the wall time of ``python -m crystensor predict ONE.POSCAR --model CKPT`` (this checkout's
+   code) run as a subprocess, start-up (imports, loading the model) included (aim: < 3 s), and
+   its CPU time (user + system);
 2. the throughput of :meth:`crystensor.prediction.Predictor.predict_results` over the 1181 matminer
    elastic structures of ``../shared/data`` once the model is loaded (aim: > 200 structures/s),
    in wall time and in CPU time (this process plus the processes it forks), shared between
@@ -30,7 +31,6 @@ import gzip
 import logging
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,13 +40,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CRYSTENSOR_SHARED_DATA", REPO.parent / "shared" / "data"))
 EXAMPLE = REPO / "examples" / "structures" / "ZnO-mp-2133.POSCAR"
-
-# The command as a subprocess; if `predict` is not registered in the root app yet, the same
-# command function wrapped in a one-command typer app (same imports).
-_FALLBACK = (
-    "import typer; from crystensor.cli.predict import predict; "
-    "app = typer.Typer(); app.command('predict')(predict); app.callback()(lambda: None); app()"
-)
 
 
 def untrained_checkpoint(arch: str, folder: Path) -> Path:
@@ -70,22 +63,19 @@ def untrained_checkpoint(arch: str, folder: Path) -> Path:
 
 
 def command_seconds(model: Path, repeats: int) -> tuple[list[tuple[float, float]], str]:
-    """(wall, CPU) seconds of each run of the command, and how it was run."""
-    script = shutil.which("crystensor", path=str(Path(sys.executable).parent))
-    args = ["predict", str(EXAMPLE), "--model", str(model)]
-    registered = script is not None and (
-        subprocess.run([script, "predict", "--help"], capture_output=True).returncode == 0
-    )
-    if registered:
-        how, command = "crystensor predict", [script, *args]
-    else:
-        how = "the predict command in a one-command typer app (not registered in crystensor yet)"
-        command = [sys.executable, "-c", _FALLBACK, *args]
+    """(wall, CPU) seconds of each run of the command, and how it was run.
+
+    ``python -m crystensor`` in this checkout, so that the code timed is the checkout's own
+    (the venv's ``crystensor`` script imports whichever checkout the venv was installed from).
+    """
+    how = "python -m crystensor predict"
+    command = [sys.executable, "-m", "crystensor", "predict", str(EXAMPLE), "--model"]
+    command.append(str(Path(model).resolve()))
     times = []
     for _ in range(repeats):
         cpu = _cpu_seconds(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True)
+        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
         times.append((time.perf_counter() - start, _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu))
         if done.returncode != 0:
             raise SystemExit(f"the command failed:\n{done.stdout}\n{done.stderr}")
@@ -107,6 +97,17 @@ def matminer_structures() -> list:
     with gzip.open(path, "rt") as fh:
         frame = pd.read_csv(fh, skiprows=1)
     return [Structure.from_str(text, fmt="poscar") for text in frame["poscar"]]
+
+
+def batch_seconds(predictor, structures, batch_size: int, workers: int) -> tuple[float, float, int]:
+    """Wall and CPU seconds (this process and those it forks) of
+    ``predictor.predict_results(structures)``, and how many failed."""
+    cpu = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    results = predictor.predict_results(structures, batch_size=batch_size, workers=workers)
+    seconds = time.perf_counter() - start
+    cpu = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu
+    return seconds, cpu, sum(not r.ok for r in results)
 
 
 def stage_seconds(predictor, structures, batch_size: int) -> dict[str, tuple[float, float]]:
@@ -210,14 +211,7 @@ def main() -> None:
 
         processes = _processes(0, n, predictor.device)
         for label, workers in ((f"{processes} processes", 0), ("this process alone", 1)):
-            cpu = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN)
-            start = time.perf_counter()
-            results = predictor.predict_results(
-                structures, batch_size=args.batch_size, workers=workers
-            )
-            seconds = time.perf_counter() - start
-            cpu = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu
-            failed = sum(not r.ok for r in results)
+            seconds, cpu, failed = batch_seconds(predictor, structures, args.batch_size, workers)
             print(
                 f"(2) predict_results over {n} matminer elastic structures, batch "
                 f"{args.batch_size}, {label}: {seconds:.2f} s wall, {n / seconds:.0f} "

@@ -43,6 +43,7 @@ __all__ = [
     "check_distances",
     "element_warnings",
     "invariant_descriptor",
+    "pooled_irreps",
     "structure_warnings",
     "vacuum_gaps",
 ]
@@ -193,6 +194,12 @@ def structure_warnings(
 
 
 # -- distance of the model's features from the training set ------------------------------------
+
+
+def pooled_irreps(model: Any) -> list[tuple[int, int, int]]:
+    """``(multiplicity, l, parity)`` of the backbone's pooled output (``model.backbone``'s
+    e3nn ``irreps_out``): the layout :func:`invariant_descriptor` reads."""
+    return [(mul, ir.l, ir.p) for mul, ir in model.backbone.irreps_out]
 
 
 def invariant_descriptor(pooled: np.ndarray, irreps: list[tuple[int, int, int]]) -> np.ndarray:

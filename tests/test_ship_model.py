@@ -32,13 +32,22 @@ def _load(name: str):
 ship = _load("ship_model")
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("ship")
-    store = build_store(folder / "piezoelectric.h5", "piezoelectric", 24)
+def _finished_run(folder: Path, target: str, n: int) -> Path:
+    """A 2-epoch SEConv run on a store of ``n`` tiny cells of ``target``, in ``folder/run``."""
+    store = build_store(folder / f"{target}.h5", target, n)
     config = TrainConfig(epochs=2, batch_size=8, patience=0)
     run.train(store, folder / "run", arch="seconv", preset_name="small", config=config)
     return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    return _finished_run(tmp_path_factory.mktemp("ship"), "piezoelectric", 24)
+
+
+@pytest.fixture(scope="module")
+def dielectric_run(tmp_path_factory) -> Path:
+    return _finished_run(tmp_path_factory.mktemp("ship-dielectric"), "dielectric", 40)
 
 
 def test_a_finished_run_is_shipped_with_its_card(finished_run, tmp_path, capsys):
@@ -82,3 +91,49 @@ def test_a_caveat_goes_into_the_card_and_is_logged_with_every_prediction(
     with caplog.at_level("WARNING", logger="crystensor.prediction"):
         load_predictor(model=finished_run / "best.pt")  # the run itself has no caveat
     assert not caplog.records
+
+
+def test_an_ensemble_is_shipped_with_its_own_metrics_and_calibration(dielectric_run, tmp_path):
+    import torch
+
+    from crystensor.checkpoint import make_ensemble, save_checkpoint
+    from crystensor.evaluation import evaluate_records
+
+    best = dielectric_run / "best.pt"
+    other = load_checkpoint(best)
+    torch.manual_seed(0)
+    other.state_dict = {k: v + 0.01 * torch.randn_like(v) for k, v in other.state_dict.items()}
+    other_path = save_checkpoint(other, tmp_path / "other.pt")
+    paths = [str(best), str(other_path)]
+    ensemble = make_ensemble([load_checkpoint(best), other], meta={"ensemble_of": paths})
+    ensemble.meta["ensemble"] = {"members": 2, "of": paths}
+    raw = save_checkpoint(ensemble, tmp_path / "raw.pt")
+    store = dielectric_run.parent / "dielectric.h5"
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [str(raw), "--store", str(store), "--out", str(out), "--no-speed"]
+    assert ship.main(args) == 2  # not calibrated
+    ensemble.meta["ensemble"] |= {
+        "std_scale": 2.0,
+        "split": "val",
+        "n": 4,
+        "within_one_sigma_before": 0.5,
+    }
+    save_checkpoint(ensemble, raw)
+    assert ship.main(args) == 0
+    shipped = load_checkpoint(out / "dielectric.pt")
+    card = (out / "dielectric.md").read_text()
+    assert shipped.n_members == 2
+    # the ensemble's own test metrics, as predict (and evaluate) compute them from the records
+    records = store.with_suffix(".jsonl")
+    again = evaluate_records(out / "dielectric.pt", records, split="test")["metrics"]
+    assert shipped.metrics["test"]["mae"] == pytest.approx(again["mae"])
+    assert f"**MAE (mean of the Voigt components):** {again['mae']:.4g}" in card
+    calibration = shipped.meta["ensemble"]["test_calibration"]
+    assert calibration["std_scale"] == 2.0 and 0 < calibration["within_one_sigma"] <= 1
+    assert "## Uncertainty" in card and "scaled by 2 so that 68 % are" in card
+    assert "an ensemble of 2 seconv networks" in card and "## Speed" not in card
+    runs = shipped.meta["ensemble"]["member_runs"]
+    assert [r["test_mae"] for r in runs] == [
+        load_checkpoint(p).metrics["test"]["mae"] for p in (best, other_path)
+    ]

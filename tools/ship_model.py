@@ -9,6 +9,15 @@ elements and value range seen in training, the date and the package version.
 
     .venv/bin/python tools/ship_model.py RUN_DIR [--target TARGET] [--selection TEXT]
         [--out crystensor/pretrained]
+    .venv/bin/python tools/ship_model.py ENSEMBLE.pt --store STORE.h5 [--records R ...]
+
+An ensemble checkpoint (``crystensor ensemble ... --calibrate``) is shipped with its own
+numbers: its validation and test metrics are those of predict's pipeline (the members' mean,
+projected onto the point group, physical floor) on the structures and tensors of the record
+files (by default the store's source files, next to it), and replace the first member's in the
+shipped checkpoint; the card adds how the calibrated spread covers the test errors, each
+member's run (when the members' checkpoints it names are found) and the speed measured with
+``benchmarks/predict_speed.py`` (``--no-speed`` skips it).
 
 ``--selection`` is a sentence on why this run was chosen (e.g. the validation MAE of the other
 architectures); it goes into the card verbatim. ``--caveat`` is what a user must know before
@@ -27,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+SPEED_BENCHMARK = REPO / "benchmarks" / "predict_speed.py"
+_SPLIT_NAMES = {"val": "validation"}
 
 # Record files written by examples/build_stores.sh and build_shipped_stores.sh -> where in
 # ../shared/data they come from, and the reference to cite.
@@ -93,7 +104,8 @@ def _store_facts(path: Path, split: dict[str, list[str]]) -> dict[str, Any]:
         node_offsets = f["node_offsets"][:]
         numbers = f["atomic_numbers"][:]
         norms = np.linalg.norm(f["target_cartesian"][:].reshape(len(ids), -1), axis=1)[rows]
-        test = np.array([i in set(split.get("test", ())) for i in ids])
+        held_out = set(split.get("test", ()))
+        test = np.array([i in held_out for i in ids])
         kind = str(attrs["kind"])
         cartesian = f["target_cartesian"][:][test]
         elements = {
@@ -134,6 +146,222 @@ def _voigt_table(metrics: dict[str, Any]) -> list[str]:
     lines.append("|---" * (len(labels["columns"]) + 1) + "|")
     for row, values in zip(labels["rows"], metrics["component_mae"], strict=True):
         lines.append(f"| **{row}** | " + " | ".join(_num(v, 3) for v in values) + " |")
+    return lines
+
+
+def score_ensemble(checkpoint: Any, records: list[Path]) -> dict[str, Any]:
+    """``{"val": metrics, "test": metrics, "calibration": {...}}`` of an ensemble as predict
+    reports its tensors, on the split materials found in ``records`` (by id; the first record
+    of an id, as a store keeps it).
+
+    ``calibration``: on the test split, the share of the tensor components not fixed by symmetry
+    whose error lies within one and two reported standard deviations, the Spearman rank
+    correlation of each structure's relative uncertainty with its relative Frobenius error, the
+    median relative uncertainty, and the scale the spread was calibrated with.
+    """
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from crystensor.data.records import read_records
+    from crystensor.evaluation import _crystal_system, _predict_records
+    from crystensor.prediction import Predictor
+    from crystensor.train.metrics import tensor_metrics
+
+    found: dict[str, Any] = {}
+    for path in records:
+        for record in read_records(path):
+            found.setdefault(record.id, record)
+    predictor = Predictor(checkpoint, source="ensemble")
+    kind = predictor.kind
+    out: dict[str, Any] = {}
+    for split in ("val", "test"):
+        ids = checkpoint.split[split]
+        chosen = [found[i] for i in ids if i in found]
+        if len(chosen) < len(ids):
+            raise SystemExit(
+                f"{len(ids) - len(chosen)} of the {len(ids)} {split} materials are in none of "
+                "the record files; give those the store was built from (--records)"
+            )
+        options = dict(batch_size=8, symprec=0.01, angle_tolerance=None)
+        done, failures = _predict_records(predictor, chosen, False, None, **options)
+        if failures:
+            raise SystemExit(f"{len(failures)} {split} structures failed: {failures[0]}")
+        pred = np.stack([r.tensor for _, r, _ in done])
+        true = np.stack([label for _, _, label in done])
+        systems = [_crystal_system(record, r) for record, r, _ in done]
+        out[split] = tensor_metrics(pred, true, kind, systems, units=kind.units)
+    std = np.stack([r.std for _, r, _ in done])
+    error = np.abs(pred - true)
+    free = std > 0  # components the point group does not fix
+    relative = np.linalg.norm((pred - true).reshape(len(pred), -1), axis=1) / np.linalg.norm(
+        true.reshape(len(true), -1), axis=1
+    )
+    uncertainty = np.array([r.uncertainty for _, r, _ in done])
+    out["calibration"] = {
+        "split": "test",
+        "n": len(done),
+        "components": int(free.sum()),
+        "within_one_sigma": float((error[free] <= std[free]).mean()) if free.any() else None,
+        "within_two_sigma": float((error[free] <= 2 * std[free]).mean()) if free.any() else None,
+        "rank_correlation": float(spearmanr(uncertainty, relative).statistic)
+        if np.ptp(uncertainty) > 0 and np.ptp(relative) > 0
+        else None,
+        "median_uncertainty": float(np.median(uncertainty)),
+        "std_scale": predictor.std_scale,
+    }
+    return out
+
+
+def member_runs(checkpoint: Any, path: Path) -> list[dict[str, Any]] | None:
+    """Seed, best epoch and own metrics (network output on the store) of each member, from the
+    checkpoints the ensemble names (as given, or under a folder above ``path``); None if one is
+    not found."""
+    from crystensor.checkpoint import load_checkpoint
+
+    names = (checkpoint.meta.get("ensemble") or {}).get("of") or []
+    runs = []
+    for name in names:
+        candidates = [Path(name), *(folder / name for folder in path.resolve().parents)]
+        found = next((p for p in candidates if p.is_file()), None)
+        if found is None:
+            return None
+        member = load_checkpoint(found)
+        if member.n_members > 1:
+            return None
+        m = member.metrics
+        runs.append(
+            {
+                "seed": member.training.get("train_config", {}).get("seed"),
+                "best_epoch": m.get("best_epoch"),
+                "epochs_run": m.get("epochs_run"),
+                "val_mae": m["val"]["mae"],
+                "test_mae": m["test"]["mae"],
+            }
+        )
+    return runs if len(runs) == checkpoint.n_members else None
+
+
+def measure_speed(model: Path, repeats: int = 3) -> dict[str, Any]:
+    """What ``benchmarks/predict_speed.py --model MODEL`` measures first: the command on one
+    POSCAR end to end (best of ``repeats``), and predict_results over the matminer elastic
+    structures shared between processes as ``crystensor predict`` does (batch 8)."""
+    import importlib.util
+    import logging
+    import os
+
+    from crystensor.checkpoint import load_checkpoint
+    from crystensor.prediction import Predictor
+    from crystensor.prediction.api import _processes
+
+    spec = importlib.util.spec_from_file_location("predict_speed", SPEED_BENCHMARK)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as crystensor predict
+    load = os.getloadavg()[0]
+    times, how = bench.command_seconds(model, repeats)
+    wall, cpu = min(times)
+    logging.getLogger("crystensor").setLevel(logging.ERROR)
+    structures = bench.matminer_structures()
+    predictor = Predictor(load_checkpoint(model), source=str(model))
+    predictor.predict_results(structures[:64])  # warm-up
+    seconds, batch_cpu, failed = bench.batch_seconds(predictor, structures, 8, 0)
+    return {
+        "command": how,
+        "example": bench.EXAMPLE.name,
+        "poscar_wall": wall,
+        "poscar_cpu": cpu,
+        "repeats": repeats,
+        "n": len(structures),
+        "failed": failed,
+        "processes": _processes(0, len(structures), predictor.device),
+        "per_second": len(structures) / seconds,
+        "cpu_ms": 1e3 * batch_cpu / len(structures),
+        "load": max(load, os.getloadavg()[0]),
+        "cores": os.cpu_count(),
+    }
+
+
+def _members_line(checkpoint: Any, runs: list[dict[str, Any]] | None, u: str) -> str:
+    """The card's line on an ensemble's members: each one's seed, best epoch and own MAE."""
+    if not runs:
+        first = checkpoint.metrics
+        return (
+            f"- **Members:** {checkpoint.n_members} networks of this configuration trained with "
+            f"other seeds; the first's best epoch {first['best_epoch']} of {first['epochs_run']}"
+        )
+    each = "; ".join(
+        f"seed {r['seed']}: best epoch {r['best_epoch']} of {r['epochs_run']}, MAE "
+        f"{_num(r['val_mae'])}{u} validation / {_num(r['test_mae'])}{u} test"
+        for r in runs
+    )
+    return (
+        f"- **Members:** {each} (each network alone, its output on the store's graphs as "
+        "training scores it)"
+    )
+
+
+def _test_coverage(c: dict[str, Any]) -> str:
+    """How the calibrated spread covers the test errors (``test_calibration``), in words."""
+    if c["within_one_sigma"] is None:
+        return "- **On the test split:** symmetry fixes every component; no spread to check."
+    line = (
+        f"- **On the test split** ({c['n']} structures, {c['components']} components not fixed "
+        f"by symmetry): {100 * c['within_one_sigma']:.1f} % of the errors lie within one "
+        f"standard deviation and {100 * c['within_two_sigma']:.1f} % within two (a Gaussian: "
+        "68 % and 95 %).\n"
+    )
+    rho = c["rank_correlation"]
+    if rho is None:
+        return f"{line}- **Ranking:** not measured (a constant uncertainty or error)."
+    return (
+        f"{line}- **Ranking:** rank correlation (Spearman) of the relative uncertainty with "
+        f"the relative Frobenius error per structure {rho:.2f}; median relative uncertainty "
+        f"{100 * c['median_uncertainty']:.1f} %."
+        + (
+            " It tells the typical size of the error better than which structure is worst."
+            if rho < 0.3
+            else ""
+        )
+    )
+
+
+def _ensemble_sections(checkpoint: Any, speed: dict[str, Any] | None) -> list[str]:
+    """The card's "Uncertainty" and "Speed" sections of an ensemble."""
+    ensemble = checkpoint.meta["ensemble"]
+    c = ensemble["test_calibration"]
+    lines = [
+        "## Uncertainty",
+        f"Each prediction reports, per component, the standard deviation of the "
+        f"{checkpoint.n_members} members' tensors times {c['std_scale']:.3g} (`std`, "
+        "`voigt_std` in JSON), and one relative uncertainty (`uncertainty`: the Frobenius norm "
+        "of `std` over that of the tensor).",
+        "",
+        f"- **Calibration:** the raw spread held {100 * ensemble['within_one_sigma_before']:.1f} "
+        f"% of the errors on the {_SPLIT_NAMES.get(ensemble['split'], ensemble['split'])} "
+        f"split within one standard deviation ({ensemble['n']} structures); it is scaled by "
+        f"{c['std_scale']:.3g} so that 68 % are.",
+        _test_coverage(c),
+        "",
+    ]
+    if speed:
+        idle = speed["cores"] * 1e3 / speed["cpu_ms"]
+        lines += [
+            "## Speed",
+            f"An ensemble runs each of its {checkpoint.n_members} networks. Measured by "
+            "`tools/ship_model.py` with the functions of `benchmarks/predict_speed.py` (run "
+            "`python benchmarks/predict_speed.py --model "
+            f"crystensor/pretrained/{checkpoint.target}.pt` to repeat), CPU only, "
+            f"{speed['cores']} cores, 1-minute load average {speed['load']:.1f} while measuring:",
+            "",
+            f"- **One structure end to end** (`{speed['command']} {speed['example']}`, start-up "
+            f"and model loading included): {speed['poscar_wall']:.2f} s wall (best of "
+            f"{speed['repeats']}), {speed['poscar_cpu']:.2f} s CPU.",
+            f"- **A batch:** {speed['n']} matminer elastic structures (batch 8, shared between "
+            f"{speed['processes']} processes as `crystensor predict` does): "
+            f"{speed['per_second']:.0f} structures/s wall, {speed['cpu_ms']:.1f} ms of CPU per "
+            f"structure (on {speed['cores']} idle cores about {idle:.0f} structures/s).",
+            "",
+        ]
     return lines
 
 
@@ -198,6 +426,7 @@ def limits_section(checkpoint: Any, caveat: str | None, zero_mae: float | None) 
             f"from every training structure than {100 * features['quantile']:.0f} % of its "
             f"{features.get('calibrated_on', 'test')} materials (RMS distance per standardised "
             f"channel above {features['threshold']:.3g}). {_flag_quality(features)}"
+            + (" Features and error are the first member's." if checkpoint.n_members > 1 else "")
         )
     if floor is not None:
         lines.append("- `not-physical`: see above.")
@@ -222,9 +451,14 @@ def _flag_quality(features: dict[str, Any]) -> str:
 
 
 def model_card(
-    checkpoint: Any, facts: dict[str, Any], selection: str | None, caveat: str | None = None
+    checkpoint: Any,
+    facts: dict[str, Any],
+    selection: str | None,
+    caveat: str | None = None,
+    speed: dict[str, Any] | None = None,
 ) -> str:
-    """The Markdown model card of ``checkpoint`` (a :class:`Checkpoint` of a finished run)."""
+    """The Markdown model card of ``checkpoint`` (a :class:`Checkpoint` of a finished run, or
+    an ensemble scored by :func:`score_ensemble`; ``speed``: of :func:`measure_speed`)."""
     from pymatgen.core.periodic_table import Element
 
     from crystensor.tensors.kinds import PROPERTIES
@@ -250,6 +484,27 @@ def model_card(
     elements = [Element.from_Z(z).symbol for z in facts["elements"]]
     today = datetime.date.today().isoformat()
     p5, p50, p95, pmax = facts["norm_percentiles"]
+    ensemble = checkpoint.meta.get("ensemble") if checkpoint.n_members > 1 else None
+    if ensemble:
+        architecture = (
+            f"- **Architecture:** an ensemble of {checkpoint.n_members} {checkpoint.arch} "
+            "networks whose tensors are averaged"
+            + (f", {params:,} parameters each" if params else "")
+        )
+        epochs = _members_line(checkpoint, ensemble.get("member_runs"), u)
+        how = "the first member's; the others differ in `--seed`"
+        scored = (
+            "the members' mean as `crystensor predict` reports it: projected onto the point "
+            "group, physical floor"
+        )
+    else:
+        architecture = f"- **Architecture:** {checkpoint.arch}" + (
+            f", {params:,} parameters" if params else ""
+        )
+        epochs = f"- **Best epoch:** {metrics['best_epoch']} of {metrics['epochs_run']} run" + (
+            " (stopped early)" if metrics.get("stopped_early") else ""
+        )
+        how, scored = None, "best-validation weights"
     lines = [
         f"# Shipped model: {checkpoint.target}",
         "",
@@ -257,7 +512,7 @@ def model_card(
         f"{kind.rank}, irreps `{kind.irreps}`), in the Cartesian frame of the structure.",
         "",
         "## Model",
-        f"- **Architecture:** {checkpoint.arch}" + (f", {params:,} parameters" if params else ""),
+        architecture,
         "- **Hyperparameters:** "
         + ", ".join(
             f"{k} {v}"
@@ -266,8 +521,7 @@ def model_card(
         ),
         f"- **Featurization:** radius graph, cutoff {checkpoint.featurization['cutoff']} Å, "
         f"atom features `{checkpoint.featurization['feature_set']}`.",
-        f"- **Best epoch:** {metrics['best_epoch']} of {metrics['epochs_run']} run"
-        + (" (stopped early)" if metrics.get("stopped_early") else ""),
+        epochs,
     ]
     if selection:
         lines.append(f"- **Why this model:** {selection}")
@@ -289,11 +543,22 @@ def model_card(
         f"{_num(p95, 3)}, max {_num(pmax, 3)}{u}.",
         "",
         "## Training",
-        f"- **Command:** `{command}`" if command else "- **Command:** not recorded",
+        (f"- **Command** ({how}): `{command}`" if how else f"- **Command:** `{command}`")
+        if command
+        else "- **Command:** not recorded",
         "- **Settings:** "
         + ", ".join(f"{k} {v}" for k, v in train_config.items() if k not in ("device",)),
+        *(
+            [
+                f"- **Ensemble:** `crystensor ensemble` of the members, its spread calibrated "
+                f"on the {_SPLIT_NAMES.get(ensemble['split'], ensemble['split'])} split "
+                "(`--calibrate` with the store's record files)"
+            ]
+            if ensemble
+            else []
+        ),
         "",
-        "## Test metrics (held-out test split, best-validation weights)",
+        f"## Test metrics (held-out test split, {scored})",
         f"- **MAE (mean of the Voigt components):** {_num(test['mae'])}{u} "
         f"(validation {_num(val['mae'])})",
         f"- **Largest component MAE:** {_num(test['max_component_mae'])} ({test['max_component']})",
@@ -318,8 +583,10 @@ def model_card(
             f"{100 * m['ewt']['25']:.1f} % |"
         )
     cites = sorted({ORIGINS[s["file"]][1] for s in facts["sources"] if s["file"] in ORIGINS})
+    lines.append("")
+    if ensemble:
+        lines += _ensemble_sections(checkpoint, speed)
     lines += [
-        "",
         *limits_section(checkpoint, caveat, facts.get("zero_mae")),
         "## Citation",
         "Materials Project (Jain et al. 2013, APL Mater. 1:011002); "
@@ -409,11 +676,26 @@ def refresh_domain(target: str, store_path: Path, out: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path)
+    parser.add_argument(
+        "run_dir", type=Path, help="a finished run, or an ensemble checkpoint (crystensor ensemble)"
+    )
     parser.add_argument("--target", help="default: the run's target")
     parser.add_argument("--selection", help="why this run was chosen (goes into the card)")
     parser.add_argument("--caveat", help="a warning shown with every prediction of the model")
     parser.add_argument("--out", type=Path, default=REPO / "crystensor" / "pretrained")
+    parser.add_argument(
+        "--store", type=Path, help="the graph store it was trained on (default: as recorded)"
+    )
+    parser.add_argument(
+        "--records",
+        type=Path,
+        nargs="+",
+        help="an ensemble: the record files to score it on (default: the store's source files, "
+        "in the store's folder)",
+    )
+    parser.add_argument(
+        "--no-speed", action="store_true", help="an ensemble: do not measure its speed"
+    )
     parser.add_argument(
         "--refresh-domain",
         type=Path,
@@ -430,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
     from crystensor.checkpoint import load_checkpoint, save_checkpoint
     from crystensor.io.atomic import atomic_open
 
-    best = args.run_dir / "best.pt"
+    best = args.run_dir if args.run_dir.is_file() else args.run_dir / "best.pt"
     checkpoint = load_checkpoint(best)
     if not checkpoint.metrics or "test" not in checkpoint.metrics:
         print(f"{best} has no test metrics: the run has not finished", file=sys.stderr)
@@ -439,19 +721,41 @@ def main(argv: list[str] | None = None) -> int:
     if target != checkpoint.target:
         print(f"{best} predicts {checkpoint.target}, not {target}", file=sys.stderr)
         return 2
-    store = Path(checkpoint.meta.get("store_path") or "")
+    store = args.store or Path(checkpoint.meta.get("store_path") or "")
     if not store.is_file():
+        if args.run_dir.is_file():
+            print(f"{best} records no store here: give it with --store", file=sys.stderr)
+            return 2
         run = json.loads((args.run_dir / "run.json").read_text())
         store = Path(run["stages"][-1]["store"]["path"])
     facts = _store_facts(store, checkpoint.split)
     if not checkpoint.domain:
         add_domain(checkpoint, store)
-    card = model_card(checkpoint, facts, args.selection, args.caveat)
+    if checkpoint.n_members > 1:  # its own numbers, not its first member's
+        if "std_scale" not in (checkpoint.meta.get("ensemble") or {}):
+            print(
+                f"{best}: calibrate its spread first (crystensor ensemble --calibrate)",
+                file=sys.stderr,
+            )
+            return 2
+        records = args.records or [store.parent / s["file"] for s in facts["sources"]]
+        scores = score_ensemble(checkpoint, records)
+        checkpoint.metrics = {**checkpoint.metrics, "val": scores["val"], "test": scores["test"]}
+        checkpoint.metrics["scored_by"] = "predict pipeline, members' mean"
+        checkpoint.meta["ensemble"] = {
+            **checkpoint.meta["ensemble"],
+            "test_calibration": scores["calibration"],
+            "member_runs": member_runs(checkpoint, best),
+        }
     shipped = checkpoint.without_training_state()
     shipped.meta = portable_meta({k: v for k, v in shipped.meta.items() if k != "caveat"})
     if args.caveat:
         shipped.meta["caveat"] = args.caveat
     save_checkpoint(shipped, args.out / f"{target}.pt")
+    speed = None
+    if shipped.n_members > 1 and not args.no_speed:
+        speed = measure_speed(args.out / f"{target}.pt")
+    card = model_card(checkpoint, facts, args.selection, args.caveat, speed)
     with atomic_open(args.out / f"{target}.md", "w") as fh:
         fh.write(card)
     size = (args.out / f"{target}.pt").stat().st_size

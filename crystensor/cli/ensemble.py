@@ -51,14 +51,29 @@ def ensemble(
     within one standard deviation (members of other seeds agree with each other more than with
     the truth). An ensemble costs one network evaluation per member.
     """
-    from crystensor.checkpoint import load_checkpoint, make_ensemble, save_checkpoint
     from crystensor.io.atomic import check_writable
 
     check_writable(output, "ensemble checkpoint", overwrite=force)
     if len(checkpoints) < 2:
         raise InputError("give at least two checkpoints to make an ensemble")
-    loaded = [load_checkpoint(path) for path in checkpoints]
-    sources = [str(path) for path in checkpoints]
+    write_ensemble(checkpoints, output, calibrate=calibrate)
+
+
+def write_ensemble(
+    paths: list[Path],
+    output: Path,
+    *,
+    calibrate: list[Path] | None = None,
+    note: str = "",
+    quiet: bool = False,
+) -> None:
+    """Load the checkpoints at ``paths``, make them one ensemble (its spread calibrated on the
+    record files ``calibrate``, if given), save it to ``output`` and say so (``note`` ends the
+    sentence; ``quiet``: say nothing)."""
+    from crystensor.checkpoint import load_checkpoint, make_ensemble, save_checkpoint
+
+    loaded = [load_checkpoint(path) for path in paths]
+    sources = [str(path) for path in paths]
     combined = make_ensemble(loaded, meta={"ensemble_of": sources})
     combined.meta["ensemble"] = {"members": combined.n_members, "of": sources}
     if calibrate:
@@ -73,8 +88,9 @@ def ensemble(
         )
     save_checkpoint(combined, output)
     log.info("wrote %s", output)
-    console.print(
-        f"Wrote {output}: an ensemble of {combined.n_members} {combined.arch} networks for "
-        f"{combined.target}",
-        highlight=False,
-    )
+    if not quiet:
+        console.print(
+            f"Wrote {output}: an ensemble of {combined.n_members} {combined.arch} networks for "
+            f"{combined.target}{note}",
+            highlight=False,
+        )

@@ -321,8 +321,7 @@ def train(
 
 def _train_ensemble(n: int, output: Path, config: Any, quiet: bool, train_one: Any) -> None:
     """Train ``n`` seeds into ``output/seed-S`` and write ``output/ensemble.pt``."""
-    from crystensor.checkpoint import load_checkpoint, make_ensemble, save_checkpoint
-    from crystensor.cli.common import console
+    from crystensor.cli.ensemble import write_ensemble
     from crystensor.cli.training import summarise
 
     first = config.seed
@@ -331,15 +330,9 @@ def _train_ensemble(n: int, output: Path, config: Any, quiet: bool, train_one: A
         result = train_one(output / f"seed-{seed}", config.replace(seed=seed))
         summarise(result, quiet)
         paths.append(output / f"seed-{seed}" / "best.pt")
-    members = [load_checkpoint(path) for path in paths]
-    combined = make_ensemble(members, meta={"ensemble_of": [str(p) for p in paths]})
-    save_checkpoint(combined, output / "ensemble.pt")
-    if not quiet:
-        console.print(
-            f"Wrote {output / 'ensemble.pt'}: an ensemble of {n} networks (seeds {first}-"
-            f"{first + n - 1}); calibrate its spread with crystensor ensemble --calibrate",
-            highlight=False,
-        )
+    last = first + n - 1
+    note = f" (seeds {first}-{last}); calibrate its spread with crystensor ensemble --calibrate"
+    write_ensemble(paths, output / "ensemble.pt", note=note, quiet=quiet)
 
 
 def _stores(data: list[str]) -> tuple[Path, list[tuple[str, float]]]:

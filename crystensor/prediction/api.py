@@ -153,10 +153,20 @@ class Predictor:
             An element outside the atom features (or unknown to the model's pretrained
             backbone), or an atom with no neighbour in the cutoff.
         """
+        self.check_structure(structure)
+        return self.checked_graph(structure)
+
+    def checked_graph(self, structure: Structure) -> SimpleNamespace:
+        """:meth:`graph` of a structure that already passed :meth:`check_structure`.
+
+        Raises
+        ------
+        InputError
+            An atom with no neighbour in the cutoff.
+        """
         from crystensor.data.dataset import _graph_tensors
         from crystensor.data.graph import IsolatedAtomError, build_graph
 
-        self.check_structure(structure)
         f = self.featurization
         try:
             graph = build_graph(
@@ -211,7 +221,7 @@ class Predictor:
         import torch
 
         from crystensor.data.dataset import _collate
-        from crystensor.domain import invariant_descriptor
+        from crystensor.domain import invariant_descriptor, pooled_irreps
 
         batch = _collate(graphs, self.device)
         outputs = []
@@ -225,7 +235,7 @@ class Predictor:
         irreps = outputs[0] if members is None else members.mean(axis=0)
         if self.feature_domain is None:
             return irreps, None, members
-        layout = [(mul, ir.l, ir.p) for mul, ir in self.model.backbone.irreps_out]
+        layout = pooled_irreps(self.model)
         descriptor = invariant_descriptor(pooled.detach().to("cpu", torch.float64).numpy(), layout)
         return irreps, self.feature_domain.distances(descriptor), members
 
@@ -378,7 +388,7 @@ class PotentialPredictor(Predictor):
             "cutoff switch (4.5-5 A). See RESULTS.md.\n"
         )
 
-    def graph(self, structure: Structure) -> Structure:
+    def checked_graph(self, structure: Structure) -> Structure:
         """The structure itself: the potential builds its own graph."""
         return structure
 
@@ -422,7 +432,7 @@ class _Job:
             try:
                 self.predictor.check_structure(result.structure)
                 result.warnings = self.predictor.structure_warnings(result.structure)
-                pending.append((i, self.predictor.graph(result.structure)))
+                pending.append((i, self.predictor.checked_graph(result.structure)))
             except InputError as err:
                 result.error = str(err)
             except Exception as err:  # one structure never stops the others

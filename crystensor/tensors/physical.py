@@ -48,6 +48,8 @@ ELASTIC_FLOOR = 1.0
 #: Smallest eigenvalue of a predicted relative permittivity (vacuum screens with exactly 1).
 DIELECTRIC_FLOOR = 1.0
 
+# Mandel (Kelvin) scaling of the Voigt indices: D C_voigt D is the matrix of C in an
+# orthonormal basis of symmetric 3x3 tensors.
 _MANDEL = np.array([1.0, 1.0, 1.0, np.sqrt(2.0), np.sqrt(2.0), np.sqrt(2.0)])
 
 
@@ -82,6 +84,14 @@ class Adjustment:
 def floor_of(kind: TensorKind) -> float | None:
     """The eigenvalue floor of ``kind`` (None: piezoelectric and scalars have none)."""
     return {"elastic": ELASTIC_FLOOR, "dielectric": DIELECTRIC_FLOOR}.get(kind.name)
+
+
+def _floored_matrix(tensor: np.ndarray, kind: TensorKind) -> np.ndarray:
+    """The matrix whose eigenvalues the floor bounds: the Mandel matrix of an elastic tensor
+    ``(6, 6)``, the tensor itself otherwise."""
+    if kind.name == "elastic":
+        return _MANDEL[:, None] * kind.to_voigt(tensor) * _MANDEL[None, :]
+    return tensor
 
 
 def _clip(matrix: np.ndarray, floor: float) -> tuple[np.ndarray, float, bool]:
@@ -138,13 +148,12 @@ def make_physical(
         floor = floor_of(kind)
     if floor is None:
         return t, None
+    clipped, smallest, changed = _clip(_floored_matrix(t, kind), floor)
     if kind.name == "elastic":
-        mandel = _MANDEL[:, None] * kind.to_voigt(t) * _MANDEL[None, :]
-        clipped, smallest, changed = _clip(mandel, floor)
         out = kind.from_voigt(clipped / _MANDEL[:, None] / _MANDEL[None, :]) if changed else t
         quantity = "Kelvin modulus"
     else:
-        out, smallest, changed = _clip(t, floor)
+        out = clipped
         quantity = "principal permittivity"
     norm = float(np.linalg.norm(t))
     change = float(np.linalg.norm(out - t))
@@ -153,10 +162,7 @@ def make_physical(
 
 
 def _smallest(tensor: np.ndarray, kind: TensorKind) -> float:
-    if kind.name == "elastic":
-        matrix = _MANDEL[:, None] * kind.to_voigt(tensor) * _MANDEL[None, :]
-    else:
-        matrix = tensor
+    matrix = _floored_matrix(tensor, kind)
     return float(np.linalg.eigvalsh(0.5 * (matrix + matrix.T))[0])
 
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from crystensor.tensors.physical import _MANDEL
 from crystensor.tensors.voigt import from_voigt, to_voigt
 
 if TYPE_CHECKING:
@@ -54,9 +55,6 @@ logger = logging.getLogger(__name__)
 # Relative asymmetry (max |M - M^T| / max |M|) above which a warning is logged. DFT tensors
 # are symmetric to ~1e-3 (4 % of the matminer dielectric tensors exceed 1e-3, 0.1 % exceed 1e-2).
 _ASYMMETRY_WARN = 1e-2
-# Mandel (Kelvin) scaling of the Voigt indices: D C_voigt D is the matrix of C in an
-# orthonormal basis of symmetric 3x3 tensors.
-_MANDEL = np.array([1.0, 1.0, 1.0, np.sqrt(2.0), np.sqrt(2.0), np.sqrt(2.0)])
 # Points of the Fibonacci grid used to bracket the maximum of a form on the sphere (longitudinal
 # piezoelectric coefficient, directional compliance) before the local refinement; mean
 # spacing ~3.2 degrees.

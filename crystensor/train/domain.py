@@ -20,14 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from crystensor.domain import FeatureDomain, invariant_descriptor
+from crystensor.domain import FeatureDomain, invariant_descriptor, pooled_irreps
 
 __all__ = ["descriptors", "model_domain", "pooled_irreps"]
-
-
-def pooled_irreps(model: torch.nn.Module) -> list[tuple[int, int, int]]:
-    """``(multiplicity, l, parity)`` of the backbone's pooled output."""
-    return [(mul, ir.l, ir.p) for mul, ir in model.backbone.irreps_out]
 
 
 def descriptors(model: torch.nn.Module, dataset: Any, batch_size: int = 64) -> np.ndarray:
