@@ -180,10 +180,13 @@ def shift_to_floor(tensor: np.ndarray, kind: TensorKind, floor: float | None = N
         floor = floor_of(kind)
     if floor is None:
         return tensor
-    shift = floor - _smallest(tensor, kind)
-    if shift <= 0.0:
+    # the target sits a margin above the floor, beyond the rounding of an eigendecomposition of
+    # the tensor's size, so that the result passes make_physical however it is recomputed
+    margin = 1e-12 * max(1.0, abs(floor), float(np.abs(tensor).max()))
+    smallest = _smallest(tensor, kind)
+    if smallest >= floor + 0.5 * margin:  # half the margin: a lifted tensor stays as it is
         return tensor
-    shift = shift * (1.0 + 1e-9) + np.finfo(float).eps * max(1.0, abs(floor))
+    shift = (floor + margin - smallest) * (1.0 + 1e-9)
     if kind.name == "elastic":
         return tensor + shift * kind.from_voigt(np.diag([1.0, 1.0, 1.0, 0.5, 0.5, 0.5]))
     return tensor + shift * np.eye(3)
