@@ -116,3 +116,45 @@ def test_a_prior_needs_an_elastic_store(tmp_path, fake_potential):
     )
     assert result.exit_code == 2, result.output
     assert "prior exists for elastic" in " ".join(result.output.split())
+
+
+class _Prior:
+    def __init__(self, scale):
+        c = np.zeros((6, 6))
+        c[:3, :3] = 40.0 * scale
+        c[np.diag_indices(6)] = [120.0 * scale] * 3 + [35.0 * scale] * 3
+        from crystensor.tensors.voigt import from_voigt
+
+        self.tensor = from_voigt(c)
+
+
+def test_predict_computes_the_prior_of_each_structure(trained, monkeypatch):
+    import crystensor.physics
+    from crystensor.prediction.api import predict_results
+    from tests.helpers import nacl
+
+    calls = []
+
+    def fake(structure, potential, *, relaxed_ions, threads):
+        calls.append((potential, relaxed_ions))
+        if len(calls) == 3:
+            raise InputError("SevenNet-0 was not trained on Xx")
+        return _Prior(len(calls))
+
+    monkeypatch.setattr(crystensor.physics, "compute_elastic_prior", fake)
+    raw = [
+        predict_results(nacl(), model=trained / "best.pt", symmetrize=False, physical=False)[0].raw
+        for _ in range(3)
+    ]
+    assert calls == [("sevennet-0", False)] * 3
+    assert np.abs(raw[0] - raw[1]).max() > 1.0  # the prior enters the prediction
+    assert np.isfinite(raw[2]).all()  # without a prior the network still predicts
+
+
+def test_predict_refuses_another_potential_file(trained):
+    from crystensor.prediction.api import Predictor
+
+    ckpt = load_checkpoint(trained / "best.pt")
+    ckpt.featurization["prior"]["potential_sha256"] = "e" * 64
+    with pytest.raises(InputError, match="corrects the sevennet-0 prior of file sha256 eeee"):
+        Predictor(ckpt)
