@@ -79,17 +79,40 @@ def _figures(m: dict[str, Any]) -> dict[str, Any]:
 def network_summary(run_dir: Path, store_path: Path, prior_seconds: float | None) -> dict | None:
     """Figures of a finished run, and its seconds per test structure."""
     path = run_dir / "metrics.json"
-    if not path.exists():
+    if path.exists():
+        metrics = json.loads(path.read_text())
+        history = json.loads((run_dir / "history.json").read_text())
+        out: dict[str, Any] = {"epochs": len(history), "best_epoch": metrics["best_epoch"]}
+        for split in ("val", "test"):
+            if metrics.get(split):
+                out[split] = _figures(metrics[split])
+    elif (run_dir / "best.pt").exists() and (run_dir / "last.pt").exists():
+        out = unfinished_summary(run_dir, store_path)
+    else:
         return None
-    metrics = json.loads(path.read_text())
-    history = json.loads((run_dir / "history.json").read_text())
-    out: dict[str, Any] = {"epochs": len(history), "best_epoch": metrics["best_epoch"]}
-    for split in ("val", "test"):
-        if metrics.get(split):
-            out[split] = _figures(metrics[split])
     network = forward_seconds(run_dir / "best.pt", store_path)
     out["seconds_network"] = network
     out["seconds"] = network + (prior_seconds or 0.0)
+    return out
+
+
+def unfinished_summary(run_dir: Path, store_path: Path) -> dict[str, Any]:
+    """A run stopped before its last epoch: its best weights so far scored on the validation
+    and test graphs of its split (``epochs`` is then ``"N stopped"``)."""
+    from crystensor.checkpoint import load_checkpoint
+    from crystensor.evaluation import evaluate_store
+
+    last = load_checkpoint(run_dir / "last.pt")
+    best = load_checkpoint(run_dir / "best.pt")
+    epochs = len(last.training.get("history", []))
+    out: dict[str, Any] = {
+        "epochs": f"{epochs} stopped",
+        "best_epoch": best.training.get("epoch", "?"),
+    }
+    for split in ("val", "test"):
+        out[split] = _figures(
+            evaluate_store(run_dir / "best.pt", store_path, split=split)["metrics"]
+        )
     return out
 
 
@@ -113,12 +136,12 @@ def forward_seconds(checkpoint_path: Path, store_path: Path) -> float:
     )
     times = []
     with torch.no_grad():
-        for k, batch in enumerate(_loader(dataset, 32)):
+        for batch in _loader(dataset, 32):
             start = time.perf_counter()
             model(batch)
-            if k:  # the first batch warms up
-                times.append((time.perf_counter() - start) / batch.num_graphs)
-    return float(np.median(times)) if times else float("nan")
+            times.append((time.perf_counter() - start) / batch.num_graphs)
+    # the first batch warms up
+    return float(np.median(times[1:] if len(times) > 1 else times)) if times else float("nan")
 
 
 def prior_alone(store_path: Path, split: str) -> dict[str, Any]:
@@ -134,6 +157,8 @@ def prior_alone(store_path: Path, split: str) -> dict[str, Any]:
     out: dict[str, Any] = {"epochs": "-", "best_epoch": "-"}
     for name in ("val", "test"):
         rows = [int(i) for i in store.split_indices(name) if cache.ok[i]]
+        if not rows:
+            continue
         pred = np.stack([cache.cartesian(i) for i in rows])
         m = tensor_metrics(pred, true[rows], "elastic", [systems[i] for i in rows])
         out[name] = _figures(m)
