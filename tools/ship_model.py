@@ -365,7 +365,7 @@ def add_domain(checkpoint: Any, store_path: Path) -> None:
     from crystensor.data.dataset import GraphDataset
     from crystensor.data.store import GraphStore
     from crystensor.train.domain import model_domain
-    from crystensor.train.loop import _backbone_fields
+    from crystensor.train.loop import _backbone_fields, _prior_fields
 
     model = checkpoint.build_model()
     store = GraphStore(store_path)
@@ -376,7 +376,12 @@ def add_domain(checkpoint: Any, store_path: Path) -> None:
     if missing:
         raise SystemExit(f"{store_path}: {len(missing)} graphs are in no split of the checkpoint")
     store._split = (np.array([where[mid] for mid in ids], dtype=np.int8), {"source": "checkpoint"})
-    dataset = GraphDataset(store, in_memory=True, node_fields=_backbone_fields(model, store))
+    dataset = GraphDataset(
+        store,
+        in_memory=True,
+        node_fields=_backbone_fields(model, store),
+        graph_fields=_prior_fields(model, store),
+    )
     checkpoint.domain = model_domain(model, dataset)
 
 
@@ -415,6 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--caveat", help="a warning shown with every prediction of the model")
     parser.add_argument("--out", type=Path, default=REPO / "crystensor" / "pretrained")
     parser.add_argument(
+        "--name",
+        help="ship as the selectable model NAME (NAME.pt, NAME.md; predict --model NAME, listed "
+        "in crystensor.pretrained.SELECTABLE_MODELS) instead of the target's default",
+    )
+    parser.add_argument(
         "--refresh-domain",
         type=Path,
         metavar="STORE",
@@ -451,11 +461,12 @@ def main(argv: list[str] | None = None) -> int:
     shipped.meta = portable_meta({k: v for k, v in shipped.meta.items() if k != "caveat"})
     if args.caveat:
         shipped.meta["caveat"] = args.caveat
-    save_checkpoint(shipped, args.out / f"{target}.pt")
-    with atomic_open(args.out / f"{target}.md", "w") as fh:
+    name = args.name or target
+    save_checkpoint(shipped, args.out / f"{name}.pt")
+    with atomic_open(args.out / f"{name}.md", "w") as fh:
         fh.write(card)
-    size = (args.out / f"{target}.pt").stat().st_size
-    print(f"wrote {args.out / f'{target}.pt'} ({size / 1e6:.2f} MB) and {target}.md")
+    size = (args.out / f"{name}.pt").stat().st_size
+    print(f"wrote {args.out / f'{name}.pt'} ({size / 1e6:.2f} MB) and {name}.md")
     return 0
 
 

@@ -725,6 +725,16 @@ def _potential_name(model: str | os.PathLike) -> str | None:
     return name if name in POTENTIAL_MODELS and not Path(name).exists() else None
 
 
+def _selectable_path(name: str) -> Any:
+    """The file of shipped selectable model ``name`` (``elastic-prior``), unless ``name`` is an
+    existing file."""
+    from pathlib import Path
+
+    from crystensor.pretrained import selectable_model
+
+    return None if Path(name).exists() else selectable_model(name)
+
+
 def _spread(
     result: Prediction, members: np.ndarray, group: Any, symmetrize: bool, scale: float = 1.0
 ) -> None:
@@ -798,6 +808,11 @@ def load_predictor(
     elif isinstance(model, str | os.PathLike) and _potential_name(model) is not None:
         potential, relaxed = POTENTIAL_MODELS[_potential_name(model)]
         predictor = PotentialPredictor(potential, relaxed_ions=relaxed)
+    elif isinstance(model, str) and _selectable_path(model) is not None:
+        checkpoint = load_checkpoint(_selectable_path(model))
+        predictor = Predictor(
+            checkpoint, device=device, dtype=dtype, source=f"shipped {model} model"
+        )
     else:
         if model is None:
             if target is None:
@@ -993,6 +1008,10 @@ def model_info(
         from crystensor.pretrained import model_card
 
         card = model_card(predictor.target)
+    elif isinstance(model, str) and _selectable_path(model) is not None:
+        from crystensor.pretrained import model_card
+
+        card = model_card(model)
     kind = predictor.kind
     return {
         "source": predictor.source,

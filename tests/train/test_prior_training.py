@@ -158,3 +158,21 @@ def test_predict_refuses_another_potential_file(trained):
     ckpt.featurization["prior"]["potential_sha256"] = "e" * 64
     with pytest.raises(InputError, match="corrects the sevennet-0 prior of file sha256 eeee"):
         Predictor(ckpt)
+
+
+def test_a_selectable_shipped_model_is_chosen_by_name(trained, tmp_path, monkeypatch):
+    import shutil
+
+    import crystensor.pretrained as pretrained
+    from crystensor.prediction.api import load_predictor, model_info
+
+    shutil.copy(trained / "best.pt", tmp_path / "elastic-prior.pt")
+    (tmp_path / "elastic-prior.md").write_text("# elastic-prior card\n")
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
+    monkeypatch.setattr(pretrained, "SELECTABLE_MODELS", {"elastic-prior": "elastic"})
+    predictor = load_predictor("elastic", "elastic-prior")
+    assert predictor.source == "shipped elastic-prior model" and predictor.prior == "sevennet-0"
+    assert model_info(None, "elastic-prior")["card"] == "# elastic-prior card\n"
+    monkeypatch.setattr(pretrained, "SELECTABLE_MODELS", {})
+    with pytest.raises(InputError):
+        load_predictor("elastic", "elastic-prior")
