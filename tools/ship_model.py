@@ -104,7 +104,7 @@ def _store_facts(path: Path, split: dict[str, list[str]]) -> dict[str, Any]:
     return {
         "n_graphs": int(attrs["n_graphs"]),
         "sources": json.loads(attrs["sources"]),
-        "split_method": str(attrs["split_method"]),
+        "split_method": f"{attrs['split_method']} by material id",
         "split_seed": int(attrs["split_seed"]),
         "split_fractions": json.loads(attrs["split_fractions"])
         if isinstance(attrs["split_fractions"], str)
@@ -222,9 +222,14 @@ def _flag_quality(features: dict[str, Any]) -> str:
 
 
 def model_card(
-    checkpoint: Any, facts: dict[str, Any], selection: str | None, caveat: str | None = None
+    checkpoint: Any,
+    facts: dict[str, Any],
+    selection: str | None,
+    caveat: str | None = None,
+    name: str | None = None,
 ) -> str:
-    """The Markdown model card of ``checkpoint`` (a :class:`Checkpoint` of a finished run)."""
+    """The Markdown model card of ``checkpoint`` (a :class:`Checkpoint` of a finished run),
+    titled ``name`` (default: its target)."""
     from pymatgen.core.periodic_table import Element
 
     from crystensor.tensors.kinds import PROPERTIES
@@ -245,13 +250,14 @@ def model_card(
     argv = [str(a) for a in checkpoint.meta.get("command", [])]
     if argv:  # the program by name: ".venv/bin/crystensor" or an absolute path -> "crystensor"
         argv[0] = Path(argv[0]).name
+        argv[0] = "crystensor" if argv[0] == "__main__.py" else argv[0]  # python -m crystensor
     command = " ".join(argv)
     train_config = checkpoint.training.get("train_config", {})
     elements = [Element.from_Z(z).symbol for z in facts["elements"]]
     today = datetime.date.today().isoformat()
     p5, p50, p95, pmax = facts["norm_percentiles"]
     lines = [
-        f"# Shipped model: {checkpoint.target}",
+        f"# Shipped model: {name or checkpoint.target}",
         "",
         f"Predicts the {prop.description} of a crystal structure ({units or 'unitless'}, rank "
         f"{kind.rank}, irreps `{kind.irreps}`), in the Cartesian frame of the structure.",
@@ -281,7 +287,7 @@ def model_card(
         records = f" ({source['records']} records)" if "records" in source else ""
         lines.append(f"  - `{source['file']}`{records}: {origin}")
     lines += [
-        f"- **Split:** {facts['split_method']} by material id, seed {facts['split_seed']}, "
+        f"- **Split:** {facts['split_method']}, seed {facts['split_seed']}, "
         f"fractions {'/'.join(f'{x:g}' for x in facts['split_fractions'])}: "
         f"train {counts['train']}, validation {counts['val']}, test {counts['test']}.",
         f"- **Seen in training:** {len(elements)} elements ({' '.join(elements)}); Frobenius "
@@ -347,7 +353,9 @@ def portable_meta(meta: dict[str, Any]) -> dict[str, Any]:
     out = dict(meta)
     command = [str(a) for a in out.get("command") or []]
     if command:
-        out["command"] = [Path(command[0]).name, *(portable(a) for a in command[1:])]
+        program = Path(command[0]).name
+        program = "crystensor" if program == "__main__.py" else program  # python -m crystensor
+        out["command"] = [program, *(portable(a) for a in command[1:])]
     for key in ("parent", "run_dir", "store_path"):
         if key in out:
             out[key] = portable(out[key])
@@ -456,7 +464,18 @@ def main(argv: list[str] | None = None) -> int:
     facts = _store_facts(store, checkpoint.split)
     if not checkpoint.domain:
         add_domain(checkpoint, store)
-    card = model_card(checkpoint, facts, args.selection, args.caveat)
+    split = checkpoint.meta.get("split") or {}
+    if split.get("source") == "recomputed":  # train --split: not the store's saved split
+        method = {
+            "random": "sha256-rank by material id",
+            "family": "family (each chemical system wholly in one split)",
+        }.get(split["method"], split["method"])
+        facts.update(
+            split_method=f"{method}, recomputed by train --split",
+            split_seed=int(split["seed"]),
+            split_fractions=[float(x) for x in split["fractions"]],
+        )
+    card = model_card(checkpoint, facts, args.selection, args.caveat, args.name)
     shipped = checkpoint.without_training_state()
     shipped.meta = portable_meta({k: v for k, v in shipped.meta.items() if k != "caveat"})
     if args.caveat:

@@ -725,14 +725,14 @@ def _potential_name(model: str | os.PathLike) -> str | None:
     return name if name in POTENTIAL_MODELS and not Path(name).exists() else None
 
 
-def _selectable_path(name: str) -> Any:
+def _selectable_path(name: str | os.PathLike) -> Any:
     """The file of shipped selectable model ``name`` (``elastic-prior``), unless ``name`` is an
     existing file."""
     from pathlib import Path
 
     from crystensor.pretrained import selectable_model
 
-    return None if Path(name).exists() else selectable_model(name)
+    return None if Path(name).exists() else selectable_model(str(name))
 
 
 def _spread(
@@ -808,7 +808,7 @@ def load_predictor(
     elif isinstance(model, str | os.PathLike) and _potential_name(model) is not None:
         potential, relaxed = POTENTIAL_MODELS[_potential_name(model)]
         predictor = PotentialPredictor(potential, relaxed_ions=relaxed)
-    elif isinstance(model, str) and _selectable_path(model) is not None:
+    elif isinstance(model, str | os.PathLike) and _selectable_path(model) is not None:
         checkpoint = load_checkpoint(_selectable_path(model))
         predictor = Predictor(
             checkpoint, device=device, dtype=dtype, source=f"shipped {model} model"
@@ -1008,10 +1008,10 @@ def model_info(
         from crystensor.pretrained import model_card
 
         card = model_card(predictor.target)
-    elif isinstance(model, str) and _selectable_path(model) is not None:
+    elif isinstance(model, str | os.PathLike) and _selectable_path(model) is not None:
         from crystensor.pretrained import model_card
 
-        card = model_card(model)
+        card = model_card(str(model))
     kind = predictor.kind
     return {
         "source": predictor.source,

@@ -35,7 +35,7 @@ SHIPPED_TARGETS: tuple[str, ...] = (
 )
 """Targets for which a default model is (or will be) shipped."""
 
-SELECTABLE_MODELS: dict[str, str] = {}
+SELECTABLE_MODELS: dict[str, str] = {"elastic-prior": "elastic"}
 """Shipped models that are not a target's default, chosen by name with ``predict --model
 NAME``: name -> target. Their files are ``NAME.pt`` and ``NAME.md`` here."""
 
