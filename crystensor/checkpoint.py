@@ -10,7 +10,9 @@ A checkpoint is one ``torch.save`` file of plain containers and tensors, so it l
 ``featurization``  cutoff, auto-cutoff, feature set and table hash of the training store: a
                    structure must be turned into a graph exactly so before prediction; with a
                    pretrained backbone also ``backbone``: its name, package version and file
-                   sha256 (a model is refused where another file is installed)
+                   sha256 (a model is refused where another file is installed); with a
+                   physics prior also ``prior``: the potential's name, package, version,
+                   checkpoint and sha256, ``prior_kind`` and ``dtype``
 ``target``         property name (``"elastic"``, ``"band-gap"``, ...); the kind follows from it
 ``normalization``  per-irrep-part ``scale`` and ``shift`` of the target (training statistics)
 ``split``          material ids of the ``train`` / ``val`` / ``test`` graphs
@@ -198,6 +200,8 @@ class Checkpoint:
         check_backbone(self.featurization.get("backbone"))
         model = build_model(self.model_config)
         model.load_state_dict(self.state_dict)
+        if self.featurization.get("prior"):
+            model.prior_identity = dict(self.featurization["prior"])
         return model.to(device=device, dtype=dtype).eval()
 
     def build_members(
@@ -211,6 +215,8 @@ class Checkpoint:
         for state in self.members or [self.state_dict]:
             model = build_model(self.model_config)
             model.load_state_dict(state)
+            if self.featurization.get("prior"):
+                model.prior_identity = dict(self.featurization["prior"])
             models.append(model.to(device=device, dtype=dtype).eval())
         return models
 
@@ -222,6 +228,9 @@ class Checkpoint:
         identity = getattr(model.backbone.embedding, "identity", None)
         if identity is not None:
             featurization["backbone"] = dict(identity)
+        prior = getattr(model, "prior_identity", None)
+        if prior is not None:
+            featurization["prior"] = dict(prior)
         return cls(
             config=model.config.to_dict(),
             state_dict=state,
@@ -344,6 +353,7 @@ def make_ensemble(checkpoints: list[Checkpoint], meta: dict[str, Any] | None = N
     if len(checkpoints) < 2:
         raise InputError("an ensemble needs at least two checkpoints")
     first = checkpoints[0]
+
     def facts(checkpoint: Checkpoint, name: str) -> Any:
         if name == "config":  # with the defaults of fields added since it was written
             return checkpoint.model_config.to_dict()

@@ -526,7 +526,7 @@ def evaluate_store(
     from crystensor.data.dataset import GraphDataset
     from crystensor.data.store import GraphStore
     from crystensor.train.distributed import DistInfo, resolve_device
-    from crystensor.train.loop import _backbone_fields, evaluate
+    from crystensor.train.loop import _backbone_fields, _prior_fields, evaluate
     from crystensor.train.metrics import tensor_metrics
 
     path = Path(path)
@@ -553,7 +553,13 @@ def evaluate_store(
         nets = checkpoint.build_members(dev)
     dtype = next(nets[0].parameters()).dtype
     fields = _backbone_fields(nets[0], store)
-    dataset = GraphDataset(store, indices=rows, dtype=dtype, node_fields=fields)
+    dataset = GraphDataset(
+        store,
+        indices=rows,
+        dtype=dtype,
+        node_fields=fields,
+        graph_fields=_prior_fields(nets[0], store),
+    )
     # an ensemble is scored by its members' mean, as predict reports it
     outs = [
         evaluate(net, dataset, info=DistInfo(0, 1, 0, dev), batch_size=batch_size) for net in nets

@@ -116,7 +116,7 @@ def _store_facts(path: Path, split: dict[str, list[str]]) -> dict[str, Any]:
     return {
         "n_graphs": int(attrs["n_graphs"]),
         "sources": json.loads(attrs["sources"]),
-        "split_method": str(attrs["split_method"]),
+        "split_method": f"{attrs['split_method']} by material id",
         "split_seed": int(attrs["split_seed"]),
         "split_fractions": json.loads(attrs["split_fractions"])
         if isinstance(attrs["split_fractions"], str)
@@ -456,9 +456,11 @@ def model_card(
     selection: str | None,
     caveat: str | None = None,
     speed: dict[str, Any] | None = None,
+    name: str | None = None,
 ) -> str:
     """The Markdown model card of ``checkpoint`` (a :class:`Checkpoint` of a finished run, or
-    an ensemble scored by :func:`score_ensemble`; ``speed``: of :func:`measure_speed`)."""
+    an ensemble scored by :func:`score_ensemble`; ``speed``: of :func:`measure_speed`), titled
+    ``name`` (default: its target)."""
     from pymatgen.core.periodic_table import Element
 
     from crystensor.tensors.kinds import PROPERTIES
@@ -479,6 +481,7 @@ def model_card(
     argv = [str(a) for a in checkpoint.meta.get("command", [])]
     if argv:  # the program by name: ".venv/bin/crystensor" or an absolute path -> "crystensor"
         argv[0] = Path(argv[0]).name
+        argv[0] = "crystensor" if argv[0] == "__main__.py" else argv[0]  # python -m crystensor
     command = " ".join(argv)
     train_config = checkpoint.training.get("train_config", {})
     elements = [Element.from_Z(z).symbol for z in facts["elements"]]
@@ -506,7 +509,7 @@ def model_card(
         )
         how, scored = None, "best-validation weights"
     lines = [
-        f"# Shipped model: {checkpoint.target}",
+        f"# Shipped model: {name or checkpoint.target}",
         "",
         f"Predicts the {prop.description} of a crystal structure ({units or 'unitless'}, rank "
         f"{kind.rank}, irreps `{kind.irreps}`), in the Cartesian frame of the structure.",
@@ -535,7 +538,7 @@ def model_card(
         records = f" ({source['records']} records)" if "records" in source else ""
         lines.append(f"  - `{source['file']}`{records}: {origin}")
     lines += [
-        f"- **Split:** {facts['split_method']} by material id, seed {facts['split_seed']}, "
+        f"- **Split:** {facts['split_method']}, seed {facts['split_seed']}, "
         f"fractions {'/'.join(f'{x:g}' for x in facts['split_fractions'])}: "
         f"train {counts['train']}, validation {counts['val']}, test {counts['test']}.",
         f"- **Seen in training:** {len(elements)} elements ({' '.join(elements)}); Frobenius "
@@ -614,7 +617,9 @@ def portable_meta(meta: dict[str, Any]) -> dict[str, Any]:
     out = dict(meta)
     command = [str(a) for a in out.get("command") or []]
     if command:
-        out["command"] = [Path(command[0]).name, *(portable(a) for a in command[1:])]
+        program = Path(command[0]).name
+        program = "crystensor" if program == "__main__.py" else program  # python -m crystensor
+        out["command"] = [program, *(portable(a) for a in command[1:])]
     for key in ("parent", "run_dir", "store_path"):
         if key in out:
             out[key] = portable(out[key])
@@ -632,7 +637,7 @@ def add_domain(checkpoint: Any, store_path: Path) -> None:
     from crystensor.data.dataset import GraphDataset
     from crystensor.data.store import GraphStore
     from crystensor.train.domain import model_domain
-    from crystensor.train.loop import _backbone_fields
+    from crystensor.train.loop import _backbone_fields, _prior_fields
 
     model = checkpoint.build_model()
     store = GraphStore(store_path)
@@ -643,7 +648,12 @@ def add_domain(checkpoint: Any, store_path: Path) -> None:
     if missing:
         raise SystemExit(f"{store_path}: {len(missing)} graphs are in no split of the checkpoint")
     store._split = (np.array([where[mid] for mid in ids], dtype=np.int8), {"source": "checkpoint"})
-    dataset = GraphDataset(store, in_memory=True, node_fields=_backbone_fields(model, store))
+    dataset = GraphDataset(
+        store,
+        in_memory=True,
+        node_fields=_backbone_fields(model, store),
+        graph_fields=_prior_fields(model, store),
+    )
     checkpoint.domain = model_domain(model, dataset)
 
 
@@ -697,6 +707,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-speed", action="store_true", help="an ensemble: do not measure its speed"
     )
     parser.add_argument(
+        "--name",
+        help="ship as the selectable model NAME (NAME.pt, NAME.md; predict --model NAME, listed "
+        "in crystensor.pretrained.SELECTABLE_MODELS) instead of the target's default",
+    )
+    parser.add_argument(
         "--refresh-domain",
         type=Path,
         metavar="STORE",
@@ -747,19 +762,31 @@ def main(argv: list[str] | None = None) -> int:
             "test_calibration": scores["calibration"],
             "member_runs": member_runs(checkpoint, best),
         }
+    split = checkpoint.meta.get("split") or {}
+    if split.get("source") == "recomputed":  # train --split: not the store's saved split
+        method = {
+            "random": "sha256-rank by material id",
+            "family": "family (each chemical system wholly in one split)",
+        }.get(split["method"], split["method"])
+        facts.update(
+            split_method=f"{method}, recomputed by train --split",
+            split_seed=int(split["seed"]),
+            split_fractions=[float(x) for x in split["fractions"]],
+        )
     shipped = checkpoint.without_training_state()
     shipped.meta = portable_meta({k: v for k, v in shipped.meta.items() if k != "caveat"})
     if args.caveat:
         shipped.meta["caveat"] = args.caveat
-    save_checkpoint(shipped, args.out / f"{target}.pt")
+    name = args.name or target
+    save_checkpoint(shipped, args.out / f"{name}.pt")
     speed = None
     if shipped.n_members > 1 and not args.no_speed:
-        speed = measure_speed(args.out / f"{target}.pt")
-    card = model_card(checkpoint, facts, args.selection, args.caveat, speed)
-    with atomic_open(args.out / f"{target}.md", "w") as fh:
+        speed = measure_speed(args.out / f"{name}.pt")
+    card = model_card(checkpoint, facts, args.selection, args.caveat, speed, args.name)
+    with atomic_open(args.out / f"{name}.md", "w") as fh:
         fh.write(card)
-    size = (args.out / f"{target}.pt").stat().st_size
-    print(f"wrote {args.out / f'{target}.pt'} ({size / 1e6:.2f} MB) and {target}.md")
+    size = (args.out / f"{name}.pt").stat().st_size
+    print(f"wrote {args.out / f'{name}.pt'} ({size / 1e6:.2f} MB) and {name}.md")
     return 0
 
 

@@ -64,7 +64,13 @@ def predict(
     ] = None,
     model: Annotated[
         Path | None,
-        typer.Option("--model", "-m", help="A checkpoint (best.pt) instead of the shipped model."),
+        typer.Option(
+            "--model",
+            "-m",
+            help="A checkpoint (best.pt) instead of the shipped model; or by name: elastic-prior "
+            "(the network correcting SevenNet-0's tensor, about a second a structure), "
+            "sevennet-0, sevennet-0-relaxed (the potential's own tensor).",
+        ),
     ] = None,
     device: Device = None,
     batch_size: Annotated[

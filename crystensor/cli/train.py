@@ -135,6 +135,26 @@ def train(
             rich_help_panel=_M,
         ),
     ] = False,
+    prior: Annotated[
+        str | None,
+        typer.Option(
+            "--prior",
+            help=(
+                "Elastic only: a universal potential (sevennet-0) whose elastic tensor of each "
+                "structure the head corrects; computed once per store (~1 s a structure) and "
+                "cached beside it as STORE.sevennet-0.prior.h5."
+            ),
+            rich_help_panel=_M,
+        ),
+    ] = None,
+    prior_kind: Annotated[
+        str | None,
+        typer.Option(
+            "--prior-kind",
+            help="With --prior: clamped (default) or relaxed ions (3-10x slower to compute).",
+            rich_help_panel=_M,
+        ),
+    ] = None,
     epochs: opt.Epochs = None,
     batch_size: opt.BatchSize = None,
     lr: opt.LearningRate = None,
@@ -246,6 +266,11 @@ def train(
         )
         if interactions is None and backbone not in (None, "native"):
             model["num_interactions"] = 1  # the potential's blocks did the message passing
+    if prior_kind is not None and prior in (None, "none"):
+        raise InputError("--prior-kind needs --prior sevennet-0")
+    if prior not in (None, "none"):
+        _check_prior(prior, prior_kind or "clamped", pretrain)
+        model.update(prior=prior, prior_kind=prior_kind or "clamped")
     reporter = make_reporter(quiet)
     if resume is not None:
         extra = [k for k, v in dict(data=data, output=output, pretrain=pretrain).items() if v]
@@ -346,6 +371,16 @@ def _stores(data: list[str]) -> tuple[Path, list[tuple[str, float]]]:
             "give weights to the label stores after it"
         )
     return Path(first), [parse_store_weight(d) for d in data[1:]]
+
+
+def _check_prior(prior: str, kind: str, pretrain: str | None) -> None:
+    from crystensor.data.prior_cache import PRIOR_KINDS
+    from crystensor.models.backbones.sevennet import POTENTIALS
+
+    _check_choice("--prior", prior, ("none", *POTENTIALS))
+    _check_choice("--prior-kind", kind, PRIOR_KINDS)
+    if pretrain is not None:
+        raise InputError("--prior cannot be combined with --pretrain; train without it")
 
 
 def _check_backbone(backbone: str, mode: str) -> None:

@@ -17,6 +17,11 @@ Each item is a :class:`torch_geometric.data.Data` with these fields (``n`` nodes
 ``id``            str                    material id (a list of str when batched)
 ================  =====================  ===================================================
 
+Optional fields: ``node_fields`` (per node, e.g. ``backbone_x``) and ``graph_fields`` (per graph,
+``(1, ...)``, batched to ``(B, ...)``), e.g. a physics prior: ``prior (1, dim)`` irreps of a
+potential's tensor in the target's units and ``prior_mask (1,)`` (1 where it exists;
+:func:`prior_fields`).
+
 The edge vector from centre ``i`` to neighbour ``j`` in a batch is
 ``pos[j] + edge_shift @ cell[batch[i]] - pos[i]``.
 
@@ -42,7 +47,7 @@ from crystensor.data import elements
 from crystensor.data.store import GraphStore
 from crystensor.errors import InputError
 
-__all__ = ["GraphDataset", "graph_to_data"]
+__all__ = ["GraphDataset", "graph_to_data", "prior_fields"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,9 @@ class GraphDataset(Dataset):
         Extra per-node fields: ``name -> f(store_index) -> array (n_nodes, ...)``, added to each
         ``Data`` as tensors (e.g. cached features of a frozen pretrained backbone,
         :mod:`crystensor.data.feature_cache`).
+    graph_fields : mapping of str to callable, optional
+        Extra per-graph fields: ``name -> f(store_index) -> array (...)``, added to each
+        ``Data`` with a leading axis of 1 (so a batch stacks them), e.g. :func:`prior_fields`.
 
     Raises
     ------
@@ -86,8 +94,10 @@ class GraphDataset(Dataset):
         in_memory: bool = False,
         expect: Mapping[str, Any] | None = None,
         node_fields: Mapping[str, Any] | None = None,
+        graph_fields: Mapping[str, Any] | None = None,
     ) -> None:
         self.node_fields = dict(node_fields or {})
+        self.graph_fields = dict(graph_fields or {})
         self.store = store if isinstance(store, GraphStore) else GraphStore(store)
         if expect:
             self.store.check(**expect)
@@ -167,6 +177,8 @@ class GraphDataset(Dataset):
         extra = {
             name: torch.from_numpy(np.asarray(f(index))) for name, f in self.node_fields.items()
         }
+        for name, f in self.graph_fields.items():
+            extra[name] = torch.as_tensor(np.asarray(f(index)), dtype=dtype).unsqueeze(0)
         return graph_to_data(
             g,
             dtype,
@@ -254,3 +266,24 @@ def _collate(graphs: Sequence[Any], device: torch.device | str = "cpu") -> Simpl
     return SimpleNamespace(
         **{name: t.to(device) for name, t in tensors.items()}, num_graphs=len(graphs)
     )
+
+
+def prior_fields(cache: Any, kind: Any) -> dict[str, Any]:
+    """``graph_fields`` of a physics prior: ``prior`` (``(dim,)`` irreps of the cached tensor,
+    target units, zeros where it failed) and ``prior_mask`` (``()``, 1.0 where it exists).
+
+    Parameters
+    ----------
+    cache : PriorCache
+        :mod:`crystensor.data.prior_cache`, rows following the store.
+    kind : TensorKind
+        The target's kind (its change of basis gives the irreps).
+    """
+    from crystensor.tensors.harmonic import to_irreps
+    from crystensor.tensors.voigt import from_voigt
+
+    ok = cache.ok
+    voigt = np.where(ok[:, None, None], cache.voigt, 0.0)
+    irreps = to_irreps(np.stack([from_voigt(v) for v in voigt]), kind) if len(voigt) else voigt
+    mask = ok.astype(np.float64)
+    return {"prior": irreps.__getitem__, "prior_mask": mask.__getitem__}

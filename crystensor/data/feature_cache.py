@@ -53,6 +53,7 @@ __all__ = [
     "FeatureCache",
     "cache_identity",
     "cache_path",
+    "identity_mismatch",
     "load_or_build",
     "store_fingerprint",
 ]
@@ -213,6 +214,12 @@ def _stale(path: Path, want: dict[str, Any]) -> str | None:
         have, _ = _read_header(path)
     except InputError as err:
         return str(err)
+    return identity_mismatch(have, want)
+
+
+def identity_mismatch(have: dict[str, Any], want: dict[str, Any]) -> str | None:
+    """The attributes of ``want`` that ``have`` lacks or holds otherwise, as
+    ``"key 'old' -> 'new'; ..."`` (None if all agree); a cache is stale when this is not None."""
     diffs = [
         f"{key} {_short(have.get(key))} -> {_short(value)}"
         for key, value in want.items()

@@ -288,6 +288,17 @@ class TensorModel(torch.nn.Module):
         return self.interaction_layer(irreps_in, irreps_out, irreps_sh, irreps_node_attr, **options)
 
     def _build_head(self, target: str) -> TensorHead:
+        if self.config.prior is not None:
+            from crystensor.nn.prior import PriorHead
+
+            head = PriorHead(
+                self.backbone.irreps_out,
+                target,
+                num_layers=self.config.num_mlp_layers,
+                channels=self.config.channels,
+            )
+            check_irreps(head.irreps_in, self.backbone.irreps_out, "head")
+            return head
         head = build_head(
             target,
             self.backbone.irreps_out,
@@ -321,5 +332,19 @@ class TensorModel(torch.nn.Module):
         self.config = self.config.replace(pool_norm=True)
 
     def forward(self, batch: Any) -> dict[str, torch.Tensor]:
-        """PyG batch -> predictions (see the class docstring for the keys and shapes)."""
-        return self.head(self.backbone(batch))
+        """PyG batch -> predictions (see the class docstring for the keys and shapes).
+
+        A model with a prior (``config.prior``) also reads the batch's ``prior (n_graphs,
+        dim)`` irreps and ``prior_mask (n_graphs,)`` (:func:`crystensor.nn.prior.prior_inputs`).
+        """
+        return self.head_of(self.backbone(batch), batch)
+
+    def head_of(self, pooled: torch.Tensor, batch: Any) -> dict[str, torch.Tensor]:
+        """The head's predictions from pooled features ``(n_graphs, dim)`` (and, with a
+        prior, the batch's ``prior`` and ``prior_mask``)."""
+        if self.config.prior is None:
+            return self.head(pooled)
+        from crystensor.nn.prior import prior_inputs
+
+        prior, mask = prior_inputs(batch, pooled.shape[0], self.head.irreps_out.dim)
+        return self.head(pooled, prior, mask)

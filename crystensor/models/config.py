@@ -29,6 +29,9 @@ Common fields (:class:`ModelConfig`), in the paper's notation:
                            trained) or ``"full"`` (all of it is trained)
 ``atom_embedding``         pretrained backbones only: also embed the atom features (as the
                            native backbone does) and add them to the scalar channels
+``prior``                  None, or the potential whose elastic tensor of each structure the
+                           head corrects (``"sevennet-0"``; :mod:`crystensor.nn.prior`)
+``prior_kind``             ``"clamped"`` or ``"relaxed"`` ions: which tensor of the potential
 =========================  =================================================================
 
 ``pool_norm`` (off by default; ``crystensor train`` turns it on for odd-rank targets, i.e.
@@ -97,6 +100,8 @@ class ModelConfig:
     backbone: str = "native"
     backbone_mode: str = "frozen"
     atom_embedding: bool = False
+    prior: str | None = None
+    prior_kind: str = "clamped"
 
     def __post_init__(self) -> None:
         _require(
@@ -136,6 +141,19 @@ class ModelConfig:
             self.backbone_mode in BACKBONE_MODES,
             f"backbone_mode must be one of {', '.join(BACKBONE_MODES)}, got {self.backbone_mode!r}",
         )
+        if self.prior is not None:
+            from crystensor.nn.prior import PRIOR_KINDS
+
+            kind = PROPERTIES[self.target].tensor_kind.name if self.target in PROPERTIES else None
+            kind = kind or self.target
+            _require(
+                kind in PRIOR_KINDS,
+                f"a physics prior exists for {', '.join(PRIOR_KINDS)} targets, not {self.target}",
+            )
+            _require(
+                self.prior_kind in ("clamped", "relaxed"),
+                f"prior_kind must be clamped or relaxed, got {self.prior_kind!r}",
+            )
         _require(
             self.num_self_interactions >= 1,
             "num_self_interactions must be >= 1: the last self-interaction lifts the hidden "

@@ -108,6 +108,11 @@ class Predictor:
         # a pretrained backbone knows fewer elements than the atom features: checked per structure
         potential = getattr(self.model.backbone.embedding, "potential", None)
         self._check_backbone_species = getattr(potential, "check_species", None)
+        # a model that corrects a physics prior computes it for every structure (~1 s each)
+        self.prior = self.model.config.prior
+        self.prior_kind = self.model.config.prior_kind
+        if self.prior is not None:
+            _check_prior(checkpoint.featurization.get("prior"), self.prior, source)
         from crystensor.domain import DomainWarning, FeatureDomain
 
         domain = checkpoint.domain or {}
@@ -181,7 +186,38 @@ class Predictor:
                 f"a {float(f['cutoff']):g} A cutoff, so this atom sees nothing (is the cell or "
                 "its scale right?)"
             ) from None
-        return SimpleNamespace(**_graph_tensors(graph, self.dtype), num_nodes=graph.num_nodes)
+        tensors = _graph_tensors(graph, self.dtype)
+        if self.prior is not None:
+            tensors["prior"], tensors["prior_mask"] = self.prior_of(structure)
+        return SimpleNamespace(**tensors, num_nodes=graph.num_nodes)
+
+    def prior_of(self, structure: Structure) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's physics prior of ``structure``: irreps ``(kind.dim,)`` and mask ``()``
+        (zeros and 0 where the potential cannot give one, logged as a warning).
+
+        The potential's stiffness at the given geometry, one torch thread
+        (:func:`crystensor.physics.compute_elastic_prior`): about 0.6 s for up to 10 atoms,
+        1.7 s for 11-20, on one core.
+        """
+        import torch
+
+        from crystensor.physics import compute_elastic_prior
+        from crystensor.tensors.harmonic import to_irreps
+
+        try:
+            prior = compute_elastic_prior(
+                structure, self.prior, relaxed_ions=self.prior_kind == "relaxed", threads=1
+            )
+        except InputError as err:
+            log.warning(
+                "%s: no %s prior (%s); the network predicts without it",
+                structure.composition.reduced_formula,
+                self.prior,
+                err,
+            )
+            return torch.zeros(self.kind.dim, dtype=self.dtype), torch.tensor(0.0, dtype=self.dtype)
+        irreps = to_irreps(prior.tensor, self.kind)
+        return torch.tensor(irreps, dtype=self.dtype), torch.tensor(1.0, dtype=self.dtype)
 
     def check_structure(self, structure: Structure) -> None:
         """Refuse what the model cannot take: no sites, or elements outside its features.
@@ -224,11 +260,15 @@ class Predictor:
         from crystensor.domain import invariant_descriptor, pooled_irreps
 
         batch = _collate(graphs, self.device)
+        if self.prior is not None:
+            batch.prior = torch.stack([g.prior for g in graphs]).to(self.device)
+            batch.prior_mask = torch.stack([g.prior_mask for g in graphs]).to(self.device)
         outputs = []
         with torch.inference_mode():
             for k, model in enumerate(self.models):
                 pooled_k = model.backbone(batch)
-                outputs.append(model.head(pooled_k)["irreps"].to("cpu", torch.float64).numpy())
+                out = model.head_of(pooled_k, batch)
+                outputs.append(out["irreps"].to("cpu", torch.float64).numpy())
                 if k == 0:
                     pooled = pooled_k
         members = np.stack(outputs) if len(outputs) > 1 else None
@@ -329,6 +369,20 @@ POTENTIAL_MODELS = {
 }
 
 
+def _check_prior(recorded: dict[str, Any] | None, name: str, where: str) -> None:
+    """Refuse a prior model whose potential file differs from the installed one."""
+    from crystensor.data.prior_cache import potential_identity
+
+    have = potential_identity(name)
+    if not recorded or recorded.get("potential_sha256") != have["potential_sha256"]:
+        trained = str((recorded or {}).get("potential_sha256", "?"))[:12]
+        raise InputError(
+            f"{where} corrects the {name} prior of file sha256 {trained}, but the installed "
+            f"one is {have['potential_version']} (sha256 {have['potential_sha256'][:12]}); "
+            "install the sevenn version the model was trained with"
+        )
+
+
 class PotentialPredictor(Predictor):
     """The elastic tensor of a universal potential (SevenNet-0, in the ``sevenn`` wheel) by
     automatic differentiation, through predict's pipeline: point-group projection, physical
@@ -361,6 +415,7 @@ class PotentialPredictor(Predictor):
         self.models, self.model, self.std_scale = [], None, 1.0
         self.training_elements, self.feature_domain, self.caveat = None, None, None
         self._check_backbone_species = None
+        self.prior = None
 
     @property
     def featurization(self) -> dict[str, Any]:
@@ -680,6 +735,16 @@ def _potential_name(model: str | os.PathLike) -> str | None:
     return name if name in POTENTIAL_MODELS and not Path(name).exists() else None
 
 
+def _selectable_path(name: str | os.PathLike) -> Any:
+    """The file of shipped selectable model ``name`` (``elastic-prior``), unless ``name`` is an
+    existing file."""
+    from pathlib import Path
+
+    from crystensor.pretrained import selectable_model
+
+    return None if Path(name).exists() else selectable_model(str(name))
+
+
 def _spread(
     result: Prediction, members: np.ndarray, group: Any, symmetrize: bool, scale: float = 1.0
 ) -> None:
@@ -753,6 +818,11 @@ def load_predictor(
     elif isinstance(model, str | os.PathLike) and _potential_name(model) is not None:
         potential, relaxed = POTENTIAL_MODELS[_potential_name(model)]
         predictor = PotentialPredictor(potential, relaxed_ions=relaxed)
+    elif isinstance(model, str | os.PathLike) and _selectable_path(model) is not None:
+        checkpoint = load_checkpoint(_selectable_path(model))
+        predictor = Predictor(
+            checkpoint, device=device, dtype=dtype, source=f"shipped {model} model"
+        )
     else:
         if model is None:
             if target is None:
@@ -948,6 +1018,10 @@ def model_info(
         from crystensor.pretrained import model_card
 
         card = model_card(predictor.target)
+    elif isinstance(model, str | os.PathLike) and _selectable_path(model) is not None:
+        from crystensor.pretrained import model_card
+
+        card = model_card(str(model))
     kind = predictor.kind
     return {
         "source": predictor.source,

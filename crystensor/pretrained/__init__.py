@@ -14,7 +14,15 @@ from pathlib import Path
 
 from crystensor.errors import InputError
 
-__all__ = ["PRETRAINED_DIR", "SHIPPED_TARGETS", "available", "model_card", "shipped_model"]
+__all__ = [
+    "PRETRAINED_DIR",
+    "SELECTABLE_MODELS",
+    "SHIPPED_TARGETS",
+    "available",
+    "model_card",
+    "selectable_model",
+    "shipped_model",
+]
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
 """The folder holding the shipped checkpoints and model cards."""
@@ -26,6 +34,19 @@ SHIPPED_TARGETS: tuple[str, ...] = (
     "piezoelectric",
 )
 """Targets for which a default model is (or will be) shipped."""
+
+SELECTABLE_MODELS: dict[str, str] = {"elastic-prior": "elastic"}
+"""Shipped models that are not a target's default, chosen by name with ``predict --model
+NAME``: name -> target. Their files are ``NAME.pt`` and ``NAME.md`` here."""
+
+
+def selectable_model(name: str) -> Path | None:
+    """Path of the shipped selectable model ``name`` (None if ``name`` is not one or its file is
+    not installed)."""
+    if name not in SELECTABLE_MODELS:
+        return None
+    path = PRETRAINED_DIR / f"{name}.pt"
+    return path if path.is_file() else None
 
 
 def _check_target(target: str) -> str:
@@ -55,8 +76,10 @@ def shipped_model(target: str) -> Path:
 
 
 def model_card(target: str) -> str | None:
-    """The Markdown model card of the shipped model for ``target``, or None if there is none."""
-    path = PRETRAINED_DIR / f"{_check_target(target)}.md"
+    """The Markdown model card of the shipped model for ``target`` (or of the selectable model
+    of that name), or None if there is none."""
+    name = target if target in SELECTABLE_MODELS else _check_target(target)
+    path = PRETRAINED_DIR / f"{name}.md"
     return path.read_text(encoding="utf-8") if path.is_file() else None
 
 

@@ -46,7 +46,7 @@ def _descriptors_and_errors(
         batch = batch.to(device)
         pooled = model.backbone(batch)
         found.append(invariant_descriptor(pooled.double().cpu().numpy(), irreps))
-        out = model.head(pooled)
+        out = model.head_of(pooled, batch)
         pred = out["scalar" if "scalar" in out else "cartesian"].double().cpu().numpy()
         true = batch.y_cartesian.double().cpu().numpy().reshape(pred.shape)
         diff = np.linalg.norm((pred - true).reshape(len(pred), -1), axis=1)

@@ -155,8 +155,12 @@ def _predictor(model, store, info, batch_size: int):
     from crystensor.data.dataset import GraphDataset
 
     def predict(indices):
-        fields = _backbone_fields(model, store)
-        data = GraphDataset(store, indices=indices, node_fields=fields)
+        data = GraphDataset(
+            store,
+            indices=indices,
+            node_fields=_backbone_fields(model, store),
+            graph_fields=_prior_fields(model, store),
+        )
         return evaluate(model, data, info=info, batch_size=batch_size)["pred"]
 
     return predict
@@ -207,6 +211,67 @@ def _backbone_fields(model, store) -> dict[str, Any]:
 
     cache = load_or_build(store, config.backbone)
     return {"backbone_x": cache.features}
+
+
+def _prior_fields(model, store, *, build: bool = True) -> dict[str, Any]:
+    """The cached physics prior of every graph as dataset graph fields (none for a model
+    without a prior); builds the cache when missing or stale (``build``), records its identity
+    on the model (``model.prior_identity``, saved in checkpoints) and refuses a cache made by
+    another potential file than the model was trained with."""
+    config = model.config
+    if config.prior is None:
+        return {}
+    from crystensor.data import prior_cache
+    from crystensor.data.dataset import prior_fields
+
+    if build:
+        cache = prior_cache.load_or_build(store, config.prior, config.prior_kind)
+    else:
+        cache = prior_cache.load_prior(store, config.prior, config.prior_kind)
+    have = cache.identity()
+    recorded = getattr(model, "prior_identity", None)
+    if recorded and recorded.get("potential_sha256") != have.get("potential_sha256"):
+        raise InputError(
+            f"the model was trained on the prior of {config.prior} with file sha256 "
+            f"{str(recorded.get('potential_sha256'))[:12]}, but {cache.path.name} was made with "
+            f"{str(have.get('potential_sha256'))[:12]}; install the potential the model was "
+            "trained with"
+        )
+    model.prior_identity = have
+    if cache.num_failed:
+        log.warning(
+            "%s: %d of %d graphs have no %s prior (the model sees a zero prior and mask 0): %s",
+            store.path.name,
+            cache.num_failed,
+            len(cache),
+            config.prior,
+            "; ".join(sorted({r for r in cache.failed if r})[:3]),
+        )
+    return prior_fields(cache, model.kind)
+
+
+def _prior_normalization(normalization, store, train_idx, fields, kind) -> tuple[Any, Any]:
+    """The correction's output ``scale`` and ``shift`` for a prior head: the targets' scale,
+    and the mean residual ``target - prior`` of the invariant parts over the training graphs
+    that have a prior (the target's own shift where none has)."""
+    scale = torch.tensor(normalization.scale)
+    shift = np.array(normalization.shift, dtype=np.float64)
+    if not fields:
+        return scale, torch.tensor(shift)
+    from e3nn import o3
+
+    mask = np.array([fields["prior_mask"](i) for i in train_idx]) > 0
+    if mask.any():
+        residual = store.read("target_irreps")[train_idx][mask] - np.stack(
+            [fields["prior"](i) for i in np.asarray(train_idx)[mask]]
+        )
+        start = 0
+        parts = [ir for mul, ir in o3.Irreps(kind.irreps) for _ in range(mul)]
+        for part, ir in enumerate(parts):
+            if ir == o3.Irrep("0e"):
+                shift[part] = residual[:, start].mean()
+            start += ir.dim
+    return scale, torch.tensor(shift)
 
 
 def _uncalibrated(model) -> bool:
@@ -310,7 +375,12 @@ def fit(
             f"{store.path.name} holds {store.target!r} targets but the model predicts "
             f"{model.config.target!r}"
         )
-    dataset = GraphDataset(store, in_memory=True, node_fields=_backbone_fields(model, store))
+    if resume is not None and model.config.prior is not None:
+        model.prior_identity = resume.featurization.get("prior")
+    prior = _prior_fields(model, store)
+    dataset = GraphDataset(
+        store, in_memory=True, node_fields=_backbone_fields(model, store), graph_fields=prior
+    )
     train_set, val_set = dataset.subset("train"), dataset.subset("val")
     test_set = dataset.subset("test")
     if len(train_set) == 0 or len(val_set) == 0:
@@ -336,7 +406,7 @@ def fit(
             kind,
         )
         model.head.set_output_normalization(
-            torch.tensor(normalization.scale), torch.tensor(normalization.shift)
+            *_prior_normalization(normalization, store, train_idx, prior, kind)
         )
     model.to(info.device)
     pretrained = model.config.backbone != "native"
@@ -379,6 +449,7 @@ def fit(
                     indices=ls.train,
                     in_memory=True,
                     node_fields=_backbone_fields(model, ls.store),
+                    graph_fields=_prior_fields(model, ls.store),  # a prior model: theirs too
                 )
                 for ls in label_sets
             ],
