@@ -167,8 +167,9 @@ def predict(
     piezoelectric model's undetermined sign).
 
     A model that is an ensemble (several networks in one checkpoint) reports their mean and,
-    per structure, the members' standard deviation of every component (JSON voigt_std, CSV
-    C11_std ...) and one relative uncertainty ||std|| / ||tensor|| (JSON and CSV uncertainty).
+    per structure, the members' standard deviation of every component, scaled by the
+    ensemble's spread calibration when it has one (JSON voigt_std, CSV C11_std ...), and one
+    relative uncertainty ||std|| / ||tensor|| (JSON and CSV uncertainty).
 
     A structure that cannot be predicted is reported with the reason while the others are
     predicted; the exit code is then 2. When none can be, nothing is written.
@@ -348,7 +349,10 @@ def _render_prediction(out: Console, r: Prediction, symprec: float) -> None:
             out.print(f"[yellow]warning ({warning['code']}): {escape(warning['message'])}[/]")
     out.print(voigt_table(kind, r.voigt.tolist(), f"{title} (Voigt notation)"))
     if r.std is not None:
-        members = "ensemble members' standard deviation (Voigt notation)"
+        members = (
+            "ensemble members' standard deviation, times the spread calibration of its card "
+            "(Voigt notation)"
+        )
         out.print(voigt_table(kind, kind.to_voigt(r.std).tolist(), f"Spread: the {members}"))
         out.print(
             f"Relative uncertainty ||std|| / ||tensor||: {100 * r.uncertainty:.3g} %",
