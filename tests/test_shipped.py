@@ -103,8 +103,10 @@ def _matminer_elastic(material_id: str) -> np.ndarray | None:
 def test_shipped_elastic_model_is_near_dft_for_the_examples():
     """Relative Frobenius error against the DFT tensors of four examples (all in its training
     split): a check against a broken model, not an accuracy claim (those are in the card). A
-    wrong frame, wrong units or lost weights give errors near 1 or above; the shipped model is
-    at 0.04-0.19, mean 0.14 (ZnO, whose C33 it underestimates by 15 %, is the worst)."""
+    wrong frame, wrong units or lost weights give errors near 1 or above. The single model
+    shipped before was at 0.04-0.19 (mean 0.14) on these; the ensemble fine-tuned with bulk and
+    shear moduli fits these training tensors less tightly (0.15-0.27, mean 0.20) while it is
+    better on held-out materials (its card)."""
     names = ["Si-mp-149", "NaCl-mp-22862", "ZnO-mp-2133", "ZrO2-mp-2858"]
     dft = {name: _matminer_elastic(name.split("-", 1)[1]) for name in names}
     if any(value is None for value in dft.values()):
@@ -114,8 +116,8 @@ def test_shipped_elastic_model_is_near_dft_for_the_examples():
         name: np.linalg.norm(r.voigt - dft[name]) / np.linalg.norm(dft[name])
         for name, r in zip(names, results, strict=True)
     }
-    assert max(errors.values()) < 0.3, errors
-    assert np.mean(list(errors.values())) < 0.2, errors
+    assert max(errors.values()) < 0.35, errors
+    assert np.mean(list(errors.values())) < 0.25, errors
 
 
 def test_shipped_models_flag_the_cases_of_issue_14():

@@ -609,6 +609,10 @@ def portable_meta(meta: dict[str, Any]) -> dict[str, Any]:
     (``/x/.venv/bin/crystensor`` -> ``crystensor``), absolute paths by their last parts."""
 
     def portable(value: Any) -> Any:
+        if isinstance(value, list):
+            return [portable(v) for v in value]
+        if isinstance(value, dict):
+            return {k: portable(v) for k, v in value.items()}
         if isinstance(value, str) and value.startswith("/"):
             parts = Path(value).parts
             return str(Path(*parts[-2:])) if len(parts) > 2 else Path(value).name
@@ -620,8 +624,8 @@ def portable_meta(meta: dict[str, Any]) -> dict[str, Any]:
         program = Path(command[0]).name
         program = "crystensor" if program == "__main__.py" else program  # python -m crystensor
         out["command"] = [program, *(portable(a) for a in command[1:])]
-    for key in ("parent", "run_dir", "store_path"):
-        if key in out:
+    for key in ("parent", "run_dir", "store_path", "ensemble_of", "ensemble"):
+        if key in out:  # the ensemble's member checkpoints and runs, too
             out[key] = portable(out[key])
     return out
 
