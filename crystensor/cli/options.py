@@ -289,6 +289,20 @@ ClipGrad = Annotated[
         rich_help_panel=_T,
     ),
 ]
+LabelShare = Annotated[
+    float | None,
+    typer.Option(
+        "--label-share",
+        min=0.0,
+        max=1.0,
+        help=(
+            "Share of each label store's training graphs (-d LABELS.h5:W) drawn afresh each "
+            "epoch: cheaper epochs when the label stores are much larger than the tensor store."
+        ),
+        show_default="1",
+        rich_help_panel=_T,
+    ),
+]
 Patience = Annotated[
     int | None,
     typer.Option(

@@ -166,6 +166,7 @@ def train(
     sign_agnostic: opt.SignAgnostic = None,
     clip_grad: opt.ClipGrad = None,
     patience: opt.Patience = None,
+    label_share: opt.LabelShare = None,
     seed: opt.Seed = None,
     device: opt.TrainingDevice = None,
     compile: opt.Compile = None,
@@ -287,6 +288,10 @@ def train(
         if not data or output is None:
             raise InputError("pass --data STORE.h5 and --output RUN_DIR (or --resume RUN_DIR)")
         data, labels = _stores(data)
+        if label_share is not None and not labels:
+            raise InputError(
+                "--label-share draws from label stores; add one (-d LABELS.h5:WEIGHT) or drop it"
+            )
         _check_choice("--arch", arch, ("segnn", "seconv", "setransformer"))
         _check_choice("--preset", preset, ("small", "default"))
         if not from_checkpoint:

@@ -33,6 +33,7 @@ TRAINING_OPTIONS = (
     "compile",
     "workers",
     "freeze",
+    "label_share",
 )
 
 

@@ -73,6 +73,10 @@ class TrainConfig:
         Keep the atom embedding, or the embedding and the interaction layers, fixed.
     num_workers : int
         DataLoader worker processes per rank.
+    label_share : float
+        With label stores beside the tensor store: the share of each label store's training
+        graphs drawn afresh each epoch (:class:`crystensor.train.supervision.LabelShareSampler`);
+        1 takes them all.
     """
 
     epochs: int = 200
@@ -92,6 +96,7 @@ class TrainConfig:
     compile: bool = False
     freeze: str = "none"
     num_workers: int = 0
+    label_share: float = 1.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -128,6 +133,10 @@ class TrainConfig:
                 f"--freeze must be one of {', '.join(FREEZE_CHOICES)}, got {self.freeze!r}",
             ),
             (self.num_workers >= 0, f"--workers must be >= 0, got {self.num_workers}"),
+            (
+                0 < self.label_share <= 1,
+                f"--label-share must be in (0, 1], got {self.label_share}",
+            ),
         ]
         for ok, message in checks:
             if not ok:

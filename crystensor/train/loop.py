@@ -480,14 +480,19 @@ def fit(
     if config.compile:
         net = _compile(net)
 
-    sampler = torch.utils.data.DistributedSampler(
-        train_set,
-        num_replicas=info.world_size,
-        rank=info.rank,
-        shuffle=True,
-        seed=config.seed,
-        drop_last=False,
-    )
+    if label_sets and config.label_share < 1:
+        sampler = supervision.LabelShareSampler(
+            train_set, config.label_share, info.world_size, info.rank, config.seed
+        )
+    else:
+        sampler = torch.utils.data.DistributedSampler(
+            train_set,
+            num_replicas=info.world_size,
+            rank=info.rank,
+            shuffle=True,
+            seed=config.seed,
+            drop_last=False,
+        )
     train_loader = _loader(train_set, per_rank, sampler, config.num_workers)
     params = [p for p in model.parameters() if p.requires_grad]
     base = dict(

@@ -54,6 +54,7 @@ from crystensor.errors import InputError
 __all__ = [
     "INVARIANTS",
     "LabelSet",
+    "LabelShareSampler",
     "MixedDataset",
     "check_label_store",
     "hill_moduli",
@@ -356,6 +357,53 @@ class MixedDataset(torch.utils.data.Dataset):
         data.sup = torch.tensor([code], dtype=torch.long)
         data.w = torch.tensor([weight], dtype=dtype)
         return data
+
+
+class LabelShareSampler(torch.utils.data.Sampler[int]):
+    """The order of a :class:`MixedDataset`'s graphs in one epoch, with a share of the labels.
+
+    Each epoch takes every graph of the primary store and a fresh random ``share`` of each
+    label store's training graphs (at least one), shuffles them together, and hands rank ``r``
+    of ``num_replicas`` every ``num_replicas``-th index (padded by repetition to equal lengths,
+    as :class:`torch.utils.data.DistributedSampler` does). Over ``E`` epochs each label graph
+    is thus seen about ``share * E`` times, and an epoch costs what the primary store and that
+    share cost: the way to afford label stores much larger than the tensor store. The draw
+    depends only on ``seed`` and the epoch, so a resumed run repeats it.
+    """
+
+    def __init__(
+        self, dataset: MixedDataset, share: float, num_replicas: int, rank: int, seed: int
+    ):
+        if not 0 < share <= 1:
+            raise InputError(f"--label-share must be in (0, 1], got {share}")
+        self.offsets = [int(o) for o in dataset.offsets]
+        self.share, self.num_replicas, self.rank = share, num_replicas, rank
+        self.seed, self.epoch = seed, 0
+        sizes = np.diff(self.offsets)
+        drawn = int(sizes[0]) + sum(max(1, round(share * int(n))) for n in sizes[1:] if n)
+        self.per_rank = math.ceil(drawn / num_replicas)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+    def __iter__(self):
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        chosen = [torch.arange(self.offsets[0], self.offsets[1])]
+        for start, stop in zip(self.offsets[1:-1], self.offsets[2:], strict=True):
+            n = stop - start
+            if n:
+                take = max(1, round(self.share * n))
+                chosen.append(start + torch.randperm(n, generator=g)[:take])
+        order = torch.cat(chosen)
+        order = order[torch.randperm(len(order), generator=g)]
+        total = self.per_rank * self.num_replicas
+        if total > len(order):
+            order = torch.cat([order, order[: total - len(order)]])
+        return iter(order[self.rank : total : self.num_replicas].tolist())
 
 
 def mixed_loss(tensor_loss, label_sets_: Sequence[LabelSet], function: str):

@@ -272,3 +272,60 @@ def test_store_weights_parse_and_are_checked(tmp_path):
     for bad in ("a.h5:0", "a.h5:-1", "a.h5:nan"):
         with pytest.raises(InputError, match="positive number"):
             supervision.parse_store_weight(bad)
+
+
+def test_label_share_sampler_takes_all_tensors_and_a_fresh_share_of_labels(stores):
+    primary = GraphStore(stores["dielectric"])
+    label_store = GraphStore(stores["principal"])
+    (labels,) = supervision.label_sets(primary, [(label_store, 0.5)])
+    base = GraphDataset(primary).subset("train")
+    mixed = supervision.MixedDataset(
+        base, [labels], [GraphDataset(label_store, indices=labels.train)]
+    )
+    n_primary, n_labels = len(base), len(labels.train)
+    take = max(1, round(0.3 * n_labels))
+    sampler = supervision.LabelShareSampler(mixed, 0.3, num_replicas=1, rank=0, seed=7)
+    draws = []
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        assert len(order) == len(sampler) == n_primary + take
+        assert sorted(i for i in order if i < n_primary) == list(range(n_primary))
+        drawn = sorted(i for i in order if i >= n_primary)
+        assert len(set(drawn)) == take and all(i < len(mixed) for i in drawn)
+        draws.append(drawn)
+    assert draws[0] != draws[1]  # a fresh share each epoch
+    sampler.set_epoch(0)
+    assert sorted(i for i in sampler if i >= n_primary) == draws[0]  # and repeatable
+    # two ranks split one epoch's draw between them, equally long
+    ranks = [
+        supervision.LabelShareSampler(mixed, 0.3, num_replicas=2, rank=r, seed=7) for r in (0, 1)
+    ]
+    parts = [list(s) for s in ranks]
+    assert len(parts[0]) == len(parts[1]) == len(ranks[0])
+    assert set(parts[0]) | set(parts[1]) == set(range(n_primary)) | set(draws[0])
+
+
+def test_train_with_a_share_of_the_labels_and_refuses_it_without_labels(stores, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "-d", str(stores["dielectric"]), "-o", str(out), "--epochs", "1"]
+    refused = runner.invoke(app, [*args, "--label-share", "0.5"])
+    assert refused.exit_code == 2 and "--label-share draws from label stores" in refused.output
+    assert not out.exists()
+    result = runner.invoke(
+        app,
+        [
+            *args,
+            "-d",
+            f"{stores['principal']}:0.5",
+            "--label-share",
+            "0.25",
+            "--preset",
+            "small",
+            "--batch-size",
+            "8",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    plan = json.loads((out / "run.json").read_text())
+    assert plan["stages"][-1]["train"]["label_share"] == 0.25  # a resumed run keeps it
