@@ -12,9 +12,9 @@ EwT25/EwT10 and seconds per epoch. Piezoelectric runs are trained and scored sig
 
 Models: ``native`` (SEGNN, the shipped recipe), ``sevennet-0`` (frozen backbone, SEGNN head),
 ``sevennet-0-full`` (the backbone fine-tuned), ``native-density`` and ``sevennet-0-density``
-(density pooling), ``sevennet-0-atoms`` (the native atom embedding added). Stores: ``elastic-shipped.h5``, ``dielectric-electronic-shipped.h5``
-(``examples/build_shipped_stores.sh``), ``dielectric.h5`` and ``piezoelectric.h5``
-(``examples/build_stores.sh``).
+(density pooling), ``sevennet-0-atoms`` (the native atom embedding added). Stores:
+``elastic-shipped.h5``, ``dielectric-electronic-shipped.h5`` (``examples/build_shipped_stores.sh``),
+``dielectric.h5`` and ``piezoelectric.h5`` (``examples/build_stores.sh``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from tables import HEAD, figures, row
 
 STORES = {
     "elastic": "elastic-shipped.h5",
@@ -96,47 +98,18 @@ def summary(run_dir: Path) -> dict[str, Any] | None:
     out: dict[str, Any] = {"epochs": len(history), "best_epoch": metrics["best_epoch"]}
     out["seconds_per_epoch"] = seconds[len(seconds) // 2]
     for split in ("val", "test"):
-        m = metrics.get(split)
-        if m is None:
-            continue
-        signed = m.get("sign_agnostic")
-        out[split] = {
-            "n": m["n"],
-            "mae": (signed or m)["mae"],
-            "mae_independent": m.get("mae_independent"),
-            "rel_frobenius_median": m["relative_frobenius_median"],
-            "ewt25": (signed or m)["ewt"]["25"],
-            "ewt10": (signed or m)["ewt"]["10"],
-        }
+        if metrics.get(split) is not None:
+            out[split] = figures(metrics[split])
     return out
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
 
 
 def print_table(results: dict[str, dict[str, Any]], target: str) -> None:
     print(f"\n### {target}\n")
-    print(
-        "| split | model | val MAE | test MAE | test MAE indep. | test median rel. Frob. "
-        "| test EwT25 | test EwT10 | s/epoch | epochs (best) |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(HEAD.format(last="s/epoch"))
     for key, r in results.items():
         t, split, model = key.split("|")
-        if t != target or r is None:
-            continue
-        val, test = r.get("val", {}), r.get("test", {})
-        print(
-            f"| {split} | {model} | {_fmt(val.get('mae'))} | {_fmt(test.get('mae'))} | "
-            f"{_fmt(test.get('mae_independent'))} | {_fmt(test.get('rel_frobenius_median'))} | "
-            f"{_fmt(100 * test['ewt25'], 3)} % | {_fmt(100 * test['ewt10'], 3)} % | "
-            f"{_fmt(r['seconds_per_epoch'])} | {r['epochs']} ({r['best_epoch']}) |"
-        )
+        if t == target and r is not None:
+            print(row(split, model, r, r["seconds_per_epoch"]))
 
 
 def main(argv: list[str] | None = None) -> int:

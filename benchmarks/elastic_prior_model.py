@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tables import HEAD, figures, row
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -65,17 +66,6 @@ def train_cell(data: Path, runs: Path, split: str, model: str, epochs: int) -> P
     return run_dir
 
 
-def _figures(m: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "n": m["n"],
-        "mae": m["mae"],
-        "mae_independent": m.get("mae_independent"),
-        "rel_frobenius_median": m["relative_frobenius_median"],
-        "ewt25": m["ewt"]["25"],
-        "ewt10": m["ewt"]["10"],
-    }
-
-
 def network_summary(run_dir: Path, store_path: Path, prior_seconds: float | None) -> dict | None:
     """Figures of a finished run, and its seconds per test structure."""
     path = run_dir / "metrics.json"
@@ -85,7 +75,7 @@ def network_summary(run_dir: Path, store_path: Path, prior_seconds: float | None
         out: dict[str, Any] = {"epochs": len(history), "best_epoch": metrics["best_epoch"]}
         for split in ("val", "test"):
             if metrics.get(split):
-                out[split] = _figures(metrics[split])
+                out[split] = figures(metrics[split])
     elif (run_dir / "best.pt").exists() and (run_dir / "last.pt").exists():
         out = unfinished_summary(run_dir, store_path)
     else:
@@ -110,7 +100,7 @@ def unfinished_summary(run_dir: Path, store_path: Path) -> dict[str, Any]:
         "best_epoch": best.training.get("epoch", "?"),
     }
     for split in ("val", "test"):
-        out[split] = _figures(
+        out[split] = figures(
             evaluate_store(run_dir / "best.pt", store_path, split=split)["metrics"]
         )
     return out
@@ -161,7 +151,7 @@ def prior_alone(store_path: Path, split: str) -> dict[str, Any]:
             continue
         pred = np.stack([cache.cartesian(i) for i in rows])
         m = tensor_metrics(pred, true[rows], "elastic", [systems[i] for i in rows])
-        out[name] = _figures(m)
+        out[name] = figures(m)
         out[name]["missing"] = len(store.split_indices(name)) - len(rows)
     test = store.split_indices("test")
     out["seconds"] = float(np.nanmedian(cache.seconds[test]))
@@ -169,32 +159,15 @@ def prior_alone(store_path: Path, split: str) -> dict[str, Any]:
     return out
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
 def print_table(results: dict[str, Any]) -> None:
-    print(
-        "\n| split | model | val MAE | test MAE | test MAE indep. | test median rel. Frob. "
-        "| test EwT25 | test EwT10 | s/structure | epochs (best) |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n" + HEAD.format(last="s/structure"))
     for key, r in results.items():
         split, model = key.split("|")
         if r is None:
             continue
-        val, test = r.get("val", {}), r.get("test", {})
+        test = r.get("test", {})
         n = f" (n {test['n']})" if test.get("missing") else ""
-        print(
-            f"| {split} | {model}{n} | {_fmt(val.get('mae'))} | {_fmt(test.get('mae'))} | "
-            f"{_fmt(test.get('mae_independent'))} | {_fmt(test.get('rel_frobenius_median'))} | "
-            f"{_fmt(100 * test['ewt25'], 3)} % | {_fmt(100 * test['ewt10'], 3)} % | "
-            f"{_fmt(r.get('seconds'))} | {r['epochs']} ({r['best_epoch']}) |"
-        )
+        print(row(split, f"{model}{n}", r, r.get("seconds")))
 
 
 def main(argv: list[str] | None = None) -> int:

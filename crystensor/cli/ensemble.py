@@ -53,7 +53,7 @@ def ensemble(
     """
     from crystensor.io.atomic import check_writable
 
-    check_writable(output, "ensemble checkpoint", overwrite=force)
+    check_writable(output, "ensemble checkpoint", overwrite=force, gzip_ok=False, streams_ok=False)
     if len(checkpoints) < 2:
         raise InputError("give at least two checkpoints to make an ensemble")
     write_ensemble(checkpoints, output, calibrate=calibrate)

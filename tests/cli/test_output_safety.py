@@ -213,3 +213,17 @@ def test_predict_writes_through_a_link_and_into_a_fifo(tmp_path, poscar, elastic
     assert run("predict", str(poscar), "-m", str(elastic_model), "-o", str(fifo)).exit_code == 0
     assert reader.result().decode().startswith("source,formula")
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_ensemble_writes_through_a_link_and_refuses_streams_and_gz(tmp_path, elastic_model):
+    target = tmp_path / "real.pt"
+    link = tmp_path / "link.pt"
+    link.symlink_to(target)
+    members = [elastic_model, elastic_model]
+    assert run("ensemble", *members, "-o", link).exit_code == 0
+    assert link.is_symlink() and target.stat().st_size > 0
+    fifo = make_fifo(tmp_path / "ens.pt")  # a checkpoint is read back by seeking: no stream
+    one_line_error(run("ensemble", *members, "-o", fifo), "ensemble checkpoint", "FIFO")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    one_line_error(run("ensemble", *members, "-o", tmp_path / "ens.pt.gz"), "drop the .gz")
+    assert only_files(tmp_path) == ["ens.pt", "link.pt", "real.pt"]  # no temporary left
