@@ -118,6 +118,11 @@ def _refuse_unusable(path: Path, st: os.stat_result | None, what: str) -> None:
         raise InputError(f"{what} {str(path)!r} is a socket; give a file name")
 
 
+def _a(noun: str) -> str:
+    """``noun`` with its indefinite article."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 def check_writable(
     path: str | os.PathLike,
     what: str = "output",
@@ -178,7 +183,7 @@ def check_writable(
     if kind is not None:
         if not streams_ok:
             raise InputError(
-                f"{what} {str(p)!r} is a {kind}, and a {what} needs a regular file it can "
+                f"{what} {str(p)!r} is a {kind}, and {_a(what)} needs a regular file it can "
                 "seek in; give a file name"
             )
         if not os.access(p, os.W_OK):
@@ -257,7 +262,7 @@ class StagedOutput:
         if self.direct:
             if not streams_ok:
                 raise InputError(
-                    f"{what} {str(self.path)!r} is a {kind}, and a {what} needs a regular file "
+                    f"{what} {str(self.path)!r} is a {kind}, and {_a(what)} needs a regular file "
                     "it can seek in; give a file name"
                 )
             self.destination = self.path
