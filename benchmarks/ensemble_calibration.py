@@ -1,7 +1,8 @@
-"""Single model against ensembles of the same network (other seeds): accuracy and calibration.
+"""Single models against ensembles of the same network (other seeds): accuracy and calibration.
 
-For an ensemble of the given checkpoints (the first N, for each N of --sizes) on the test split
-of the first checkpoint (structures and DFT tensors from the record files), through predict's
+For the first checkpoint alone, each checkpoint alone (``--members-alone``: their mean and
+spread) and an ensemble of the first N checkpoints (each N of --sizes), on the given splits of
+the first checkpoint (structures and DFT tensors from the record files), through predict's
 pipeline (point-group projection, physical floor):
 
 - MAE, MAE over the independent components, median relative Frobenius error, EwT25;
@@ -9,11 +10,13 @@ pipeline (point-group projection, physical floor):
   by symmetry) whose error lies within 1 and 2 standard deviations (a Gaussian would give
   68 % and 95 %), and the Spearman rank correlation of the relative uncertainty with the
   relative Frobenius error per structure;
-- structures per second of predict_results in this process.
+- structures per second of predict_results in this process (a log line).
 
-    .venv/bin/python benchmarks/ensemble_calibration.py CKPT1 CKPT2 ... --records \
-        data/dielectric-electronic.jsonl.gz data/dielectric-electronic-born.jsonl.gz \
-        [--sizes 1 3 5] [--split test]
+One markdown row per model and split, labelled ``--name``:
+
+    .venv/bin/python benchmarks/ensemble_calibration.py CKPT1 CKPT2 ... --records \\
+        data/dielectric-electronic.jsonl.gz data/dielectric-electronic-born.jsonl.gz \\
+        [--sizes 1 3 5] [--splits val test] [--calibrate] [--members-alone] [--name NAME]
 """
 
 from __future__ import annotations
@@ -22,8 +25,72 @@ import argparse
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+HEAD = (
+    "| run | members | split | MAE | MAE indep. | median rel. Frob. | EwT25 "
+    "| within 1 / 2 sigma | rank corr. uncertainty-error |\n|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def score(model, structures, true: np.ndarray) -> dict[str, Any]:
+    """Figures of ``model`` (a checkpoint or an ensemble) on ``structures`` against ``true``."""
+    from scipy.stats import spearmanr
+
+    from crystensor.prediction import Predictor
+    from crystensor.train.metrics import tensor_metrics
+
+    predictor = Predictor(model)
+    start = time.perf_counter()
+    results = predictor.predict_results(structures)
+    seconds = time.perf_counter() - start
+    ok = [k for k, r in enumerate(results) if r.ok]
+    pred = np.stack([results[k].tensor for k in ok])
+    m = tensor_metrics(pred, true[ok], predictor.kind)
+    out = {
+        "n": len(ok),
+        "mae": m["mae"],
+        "mae_independent": m["mae_independent"],
+        "rel_frobenius_median": m["relative_frobenius_median"],
+        "ewt25": m["ewt"]["25"],
+        "per_second": len(ok) / seconds,
+    }
+    if results[ok[0]].std is not None:
+        std = np.stack([results[k].std for k in ok])
+        err = np.abs(pred - true[ok])
+        free = std > 0  # components symmetry does not fix
+        rel = np.linalg.norm((pred - true[ok]).reshape(len(ok), -1), axis=1) / np.linalg.norm(
+            true[ok].reshape(len(ok), -1), axis=1
+        )
+        unc = np.array([results[k].uncertainty for k in ok])
+        out.update(
+            within1=float((err[free] <= std[free]).mean()),
+            within2=float((err[free] <= 2 * std[free]).mean()),
+            rank=float(spearmanr(unc, rel).statistic),
+        )
+    return out
+
+
+def cells(f: dict[str, Any], spread: dict[str, Any] | None = None) -> str:
+    """The figure cells of one row; ``spread``: the members' standard deviations, shown as
+    ``mean ± sd``."""
+
+    def cell(key: str, scale: float = 1.0, digits: str = ".4g", unit: str = "") -> str:
+        text = f"{scale * f[key]:{digits}}{unit}"
+        if spread is not None:
+            text += f" ± {scale * spread[key]:.2g}"
+        return text
+
+    calibration = "|  |  |"
+    if "within1" in f:
+        calibration = f"| {100 * f['within1']:.1f} / {100 * f['within2']:.1f} % | {f['rank']:.2f} |"
+    return (
+        f"{cell('mae')} | {cell('mae_independent')} | "
+        f"{cell('rel_frobenius_median', 100, '.1f', ' %')} | {cell('ewt25', 100, '.1f', ' %')} "
+        + calibration
+    )
 
 
 def main() -> None:
@@ -31,33 +98,29 @@ def main() -> None:
     parser.add_argument("checkpoints", nargs="+", type=Path)
     parser.add_argument("--records", nargs="+", type=Path, required=True)
     parser.add_argument("--sizes", nargs="+", type=int, default=[1, 3, 5])
-    parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+    parser.add_argument("--splits", nargs="+", default=["test"], choices=["train", "val", "test"])
     parser.add_argument(
         "--calibrate", action="store_true", help="scale the spread on the validation split first"
     )
+    parser.add_argument(
+        "--members-alone", action="store_true", help="also each member alone: mean ± sd"
+    )
+    parser.add_argument("--name", default="", help="the first column of every row")
     args = parser.parse_args()
     logging.getLogger("crystensor").setLevel(logging.ERROR)
 
-    from scipy.stats import spearmanr
-
     from crystensor.checkpoint import load_checkpoint, make_ensemble
     from crystensor.data.records import read_records
-    from crystensor.prediction import Predictor
-    from crystensor.train.metrics import tensor_metrics
 
     checkpoints = [load_checkpoint(p) for p in args.checkpoints]
-    ids = checkpoints[0].split[args.split]
     records = {}
     for path in args.records:
         for record in read_records(path):
             records.setdefault(record.id, record)
-    ids = [i for i in ids if i in records]
-    structures = [records[i].pymatgen_structure() for i in ids]
-    true = np.stack([np.asarray(records[i].value) for i in ids])
-    print(
-        f"{len(ids)} structures of the {args.split} split; members: "
-        f"{', '.join(str(p) for p in args.checkpoints)}"
-    )
+    print(f"members: {', '.join(str(p) for p in args.checkpoints)}")
+    models = []
+    if args.members_alone:
+        models.append(("each alone", checkpoints))
     for size in args.sizes:
         if size > len(checkpoints):
             continue
@@ -68,35 +131,26 @@ def main() -> None:
 
             info = calibrate(model, args.records)
             print(f"N={size}: spread scaled by {info['std_scale']:.3g} on the validation split")
-        predictor = Predictor(model)
-        start = time.perf_counter()
-        results = predictor.predict_results(structures)
-        seconds = time.perf_counter() - start
-        ok = [k for k, r in enumerate(results) if r.ok]
-        pred = np.stack([results[k].tensor for k in ok])
-        m = tensor_metrics(pred, true[ok], predictor.kind)
-        line = (
-            f"N={size}: MAE {m['mae']:.4g}, MAE indep {m['mae_independent']:.4g}, median rel. "
-            f"Frobenius {100 * m['relative_frobenius_median']:.1f} %, EwT25 "
-            f"{100 * m['ewt']['25']:.1f} %, {len(ok) / seconds:.0f} structures/s (one process)"
-        )
-        if size > 1:
-            std = np.stack([results[k].std for k in ok])
-            err = np.abs(pred - true[ok])
-            free = std > 0  # components symmetry does not fix
-            within1 = float((err[free] <= std[free]).mean())
-            within2 = float((err[free] <= 2 * std[free]).mean())
-            rel = np.linalg.norm((pred - true[ok]).reshape(len(ok), -1), axis=1) / np.linalg.norm(
-                true[ok].reshape(len(ok), -1), axis=1
-            )
-            unc = np.array([results[k].uncertainty for k in ok])
-            rho = spearmanr(unc, rel).statistic
-            line += (
-                f"; within 1 sigma {100 * within1:.1f} %, within 2 sigma {100 * within2:.1f} %, "
-                f"rank correlation uncertainty/error {rho:.3f}, median uncertainty "
-                f"{100 * np.median(unc):.1f} %"
-            )
-        print(line)
+        models.append((str(size), model))
+    rows = []
+    for split in args.splits:
+        ids = [i for i in checkpoints[0].split[split] if i in records]
+        structures = [records[i].pymatgen_structure() for i in ids]
+        true = np.stack([np.asarray(records[i].value) for i in ids])
+        print(f"{split}: {len(ids)} structures")
+        for label, model in models:
+            if isinstance(model, list):
+                each = [score(m, structures, true) for m in model]
+                keys = [k for k in each[0] if k not in ("n", "per_second")]
+                mean = {k: float(np.mean([e[k] for e in each])) for k in keys}
+                sd = {k: float(np.std([e[k] for e in each], ddof=1)) for k in keys}
+                rows.append(f"| {args.name} | {label} | {split} | {cells(mean, sd)}")
+                continue
+            f = score(model, structures, true)
+            print(f"{label} member(s), {split}: {f['per_second']:.0f} structures/s (one process)")
+            rows.append(f"| {args.name} | {label} | {split} | {cells(f)}")
+    print("\n" + HEAD)
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":
