@@ -368,20 +368,23 @@ class LabelShareSampler(torch.utils.data.Sampler[int]):
     as :class:`torch.utils.data.DistributedSampler` does). Over ``E`` epochs each label graph
     is thus seen about ``share * E`` times, and an epoch costs what the primary store and that
     share cost: the way to afford label stores much larger than the tensor store. The draw
-    depends only on ``seed`` and the epoch, so a resumed run repeats it.
+    depends only on ``seed`` and the epoch, so a resumed run repeats it. ``share`` in (0, 1]
+    (checked with the other settings by :class:`crystensor.train.config.TrainConfig`).
     """
 
     def __init__(
         self, dataset: MixedDataset, share: float, num_replicas: int, rank: int, seed: int
     ):
-        if not 0 < share <= 1:
-            raise InputError(f"--label-share must be in (0, 1], got {share}")
         self.offsets = [int(o) for o in dataset.offsets]
         self.share, self.num_replicas, self.rank = share, num_replicas, rank
         self.seed, self.epoch = seed, 0
         sizes = np.diff(self.offsets)
-        drawn = int(sizes[0]) + sum(max(1, round(share * int(n))) for n in sizes[1:] if n)
+        drawn = int(sizes[0]) + sum(self._take(int(n)) for n in sizes[1:])
         self.per_rank = math.ceil(drawn / num_replicas)
+
+    def _take(self, n: int) -> int:
+        """Graphs drawn each epoch from a label store of ``n`` training graphs."""
+        return max(1, round(self.share * n)) if n else 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -396,8 +399,7 @@ class LabelShareSampler(torch.utils.data.Sampler[int]):
         for start, stop in zip(self.offsets[1:-1], self.offsets[2:], strict=True):
             n = stop - start
             if n:
-                take = max(1, round(self.share * n))
-                chosen.append(start + torch.randperm(n, generator=g)[:take])
+                chosen.append(start + torch.randperm(n, generator=g)[: self._take(n)])
         order = torch.cat(chosen)
         order = order[torch.randperm(len(order), generator=g)]
         total = self.per_rank * self.num_replicas
