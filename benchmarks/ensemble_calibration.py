@@ -37,8 +37,7 @@ HEAD = (
 
 def score(model, structures, true: np.ndarray) -> dict[str, Any]:
     """Figures of ``model`` (a checkpoint or an ensemble) on ``structures`` against ``true``."""
-    from scipy.stats import spearmanr
-
+    from crystensor.ensembles import coverage
     from crystensor.prediction import Predictor
     from crystensor.train.metrics import tensor_metrics
 
@@ -59,17 +58,8 @@ def score(model, structures, true: np.ndarray) -> dict[str, Any]:
     }
     if results[ok[0]].std is not None:
         std = np.stack([results[k].std for k in ok])
-        err = np.abs(pred - true[ok])
-        free = std > 0  # components symmetry does not fix
-        rel = np.linalg.norm((pred - true[ok]).reshape(len(ok), -1), axis=1) / np.linalg.norm(
-            true[ok].reshape(len(ok), -1), axis=1
-        )
         unc = np.array([results[k].uncertainty for k in ok])
-        out.update(
-            within1=float((err[free] <= std[free]).mean()),
-            within2=float((err[free] <= 2 * std[free]).mean()),
-            rank=float(spearmanr(unc, rel).statistic),
-        )
+        out.update(coverage(pred, true[ok], std, unc))
     return out
 
 
@@ -84,8 +74,12 @@ def cells(f: dict[str, Any], spread: dict[str, Any] | None = None) -> str:
         return text
 
     calibration = "|  |  |"
-    if "within1" in f:
-        calibration = f"| {100 * f['within1']:.1f} / {100 * f['within2']:.1f} % | {f['rank']:.2f} |"
+    if f.get("within_one_sigma") is not None:
+        rank = f["rank_correlation"]
+        calibration = (
+            f"| {100 * f['within_one_sigma']:.1f} / {100 * f['within_two_sigma']:.1f} % | "
+            f"{'-' if rank is None else f'{rank:.2f}'} |"
+        )
     return (
         f"{cell('mae')} | {cell('mae_independent')} | "
         f"{cell('rel_frobenius_median', 100, '.1f', ' %')} | {cell('ewt25', 100, '.1f', ' %')} "

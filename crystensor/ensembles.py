@@ -18,7 +18,7 @@ import numpy as np
 
 from crystensor.errors import InputError
 
-__all__ = ["ONE_SIGMA", "calibrate", "spread_scale"]
+__all__ = ["ONE_SIGMA", "calibrate", "coverage", "spread_scale"]
 
 #: The share of a Gaussian within one standard deviation.
 ONE_SIGMA = 0.6826894921370859
@@ -36,9 +36,40 @@ def spread_scale(errors: np.ndarray, std: np.ndarray) -> float:
     return float(np.quantile(errors[free] / std[free], ONE_SIGMA))
 
 
-def calibrate(
-    checkpoint: Any, records: Iterable[str | Path], split: str = "val"
+def coverage(
+    pred: np.ndarray, true: np.ndarray, std: np.ndarray, uncertainty: np.ndarray
 ) -> dict[str, Any]:
+    """How a reported spread covers the errors of ``(N, ...)`` predicted tensors.
+
+    ``components``: the components not fixed by symmetry (``std > 0``);
+    ``within_one_sigma`` / ``within_two_sigma``: the share of their errors within one and two
+    standard deviations (None without such components); ``rank_correlation``: the Spearman
+    correlation of each structure's relative ``uncertainty`` with its relative Frobenius error
+    (None where either is constant); ``median_uncertainty``.
+    """
+    from scipy.stats import spearmanr
+
+    pred, true, std = (np.asarray(a, float) for a in (pred, true, std))
+    uncertainty = np.asarray(uncertainty, float)
+    error = np.abs(pred - true)
+    free = std > 0  # components the point group does not fix
+    n = len(pred)
+    relative = np.linalg.norm((pred - true).reshape(n, -1), axis=1) / np.linalg.norm(
+        true.reshape(n, -1), axis=1
+    )
+    return {
+        "n": n,
+        "components": int(free.sum()),
+        "within_one_sigma": float((error[free] <= std[free]).mean()) if free.any() else None,
+        "within_two_sigma": float((error[free] <= 2 * std[free]).mean()) if free.any() else None,
+        "rank_correlation": float(spearmanr(uncertainty, relative).statistic)
+        if np.ptp(uncertainty) > 0 and np.ptp(relative) > 0
+        else None,
+        "median_uncertainty": float(np.median(uncertainty)),
+    }
+
+
+def calibrate(checkpoint: Any, records: Iterable[str | Path], split: str = "val") -> dict[str, Any]:
     """Set ``checkpoint.meta["ensemble"]["std_scale"]`` from the members' errors on ``split``.
 
     Parameters

@@ -173,6 +173,24 @@ def test_spread_scale_recovers_a_gaussian_width(rng):
         spread_scale(errors, np.zeros_like(std))
 
 
+def test_coverage_counts_errors_within_the_spread_by_hand():
+    from crystensor.ensembles import coverage
+
+    true = np.array([[1.0, 2.0, 0.0], [2.0, 2.0, 0.0], [4.0, 1.0, 0.0]])
+    pred = true + np.array([[0.5, -1.5, 0.0], [0.1, 0.0, 0.0], [3.0, -2.0, 0.0]])
+    std = np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 0.0]])  # last fixed: out
+    uncertainty = np.array([0.2, 0.1, 0.9])
+    c = coverage(pred, true, std, uncertainty)
+    assert c["n"] == 3 and c["components"] == 6
+    assert c["within_one_sigma"] == pytest.approx(3 / 6)  # 0.5, 0.1, 0.0
+    assert c["within_two_sigma"] == pytest.approx(5 / 6)  # and 1.5, 2.0
+    # relative errors 0.707, 0.035, 0.874 rank as the uncertainties do
+    assert c["rank_correlation"] == pytest.approx(1.0)
+    assert c["median_uncertainty"] == pytest.approx(0.2)
+    flat = coverage(pred, true, np.zeros_like(std), np.full(3, 0.3))
+    assert flat["within_one_sigma"] is None and flat["rank_correlation"] is None
+
+
 def test_predict_applies_the_calibrated_scale(members, tmp_path):
     ensemble = make_ensemble(members)
     plain = load_predictor(model=save_checkpoint(ensemble, tmp_path / "a.pt"))

@@ -160,9 +160,9 @@ def score_ensemble(checkpoint: Any, records: list[Path]) -> dict[str, Any]:
     median relative uncertainty, and the scale the spread was calibrated with.
     """
     import numpy as np
-    from scipy.stats import spearmanr
 
     from crystensor.data.records import read_records
+    from crystensor.ensembles import coverage
     from crystensor.evaluation import _crystal_system, _predict_records
     from crystensor.prediction import Predictor
     from crystensor.train.metrics import tensor_metrics
@@ -191,22 +191,10 @@ def score_ensemble(checkpoint: Any, records: list[Path]) -> dict[str, Any]:
         systems = [_crystal_system(record, r) for record, r, _ in done]
         out[split] = tensor_metrics(pred, true, kind, systems, units=kind.units)
     std = np.stack([r.std for _, r, _ in done])
-    error = np.abs(pred - true)
-    free = std > 0  # components the point group does not fix
-    relative = np.linalg.norm((pred - true).reshape(len(pred), -1), axis=1) / np.linalg.norm(
-        true.reshape(len(true), -1), axis=1
-    )
     uncertainty = np.array([r.uncertainty for _, r, _ in done])
     out["calibration"] = {
         "split": "test",
-        "n": len(done),
-        "components": int(free.sum()),
-        "within_one_sigma": float((error[free] <= std[free]).mean()) if free.any() else None,
-        "within_two_sigma": float((error[free] <= 2 * std[free]).mean()) if free.any() else None,
-        "rank_correlation": float(spearmanr(uncertainty, relative).statistic)
-        if np.ptp(uncertainty) > 0 and np.ptp(relative) > 0
-        else None,
-        "median_uncertainty": float(np.median(uncertainty)),
+        **coverage(pred, true, std, uncertainty),
         "std_scale": predictor.std_scale,
     }
     return out
