@@ -11,8 +11,10 @@ EwT25/EwT10 and seconds per epoch. Piezoelectric runs are trained and scored sig
         [--models native sevennet-0] [--epochs 40] [--only-table] [--json OUT.json]
 
 Models: ``native`` (SEGNN, the shipped recipe), ``sevennet-0`` (frozen backbone, SEGNN head),
-``sevennet-0-full`` (the backbone fine-tuned), ``native-density`` and ``sevennet-0-density``
-(density pooling), ``sevennet-0-atoms`` (the native atom embedding added). Stores:
+``sevennet-0-full`` (the backbone fine-tuned), ``sevennet-0-partial`` (its last block
+fine-tuned), ``sevennet-l3i5`` (frozen SevenNet-l3i5, lmax 3), ``native-density`` and
+``sevennet-0-density`` (density pooling), ``sevennet-0-atoms`` (the native atom embedding
+added). Stores:
 ``elastic-shipped.h5``, ``dielectric-electronic-shipped.h5`` (``examples/build_shipped_stores.sh``),
 ``dielectric.h5`` and ``piezoelectric.h5`` (``examples/build_stores.sh``).
 """
@@ -47,6 +49,8 @@ MODELS = {
     "sevennet-0-density": ["--backbone", "sevennet-0", "--pooling", "density"],
     "sevennet-0-full": ["--backbone", "sevennet-0", "--backbone-mode", "full"],
     "sevennet-0-atoms": ["--backbone", "sevennet-0", "--atom-embedding"],
+    "sevennet-0-partial": ["--backbone", "sevennet-0", "--backbone-mode", "partial"],
+    "sevennet-l3i5": ["--backbone", "sevennet-l3i5"],
 }
 
 

@@ -188,12 +188,12 @@ BackboneMode = Annotated[
     typer.Option(
         "--backbone-mode",
         help=(
-            "With a pretrained backbone (sevennet-0): frozen (features cached beside the "
-            "store), partial (its last block trained) or full (all of it trained, at --lr/10; "
-            "in finetune at --backbone-lr). Default: frozen for a new model, the checkpoint's "
-            "for a network started from one (finetune, train --pretrain CKPT). From frozen the "
-            "potential starts from the installed file's weights; a trained potential cannot be "
-            "frozen again."
+            "With a pretrained backbone (sevennet-0, sevennet-l3i5): frozen (features cached "
+            "beside the store), partial (its last block trained) or full (all of it trained, "
+            "at --lr/10; in finetune at --backbone-lr). Default: frozen for a new model, the "
+            "checkpoint's for a network started from one (finetune, train --pretrain CKPT). "
+            "From frozen the potential starts from the installed file's weights; a trained "
+            "potential cannot be frozen again."
         ),
         show_default=False,
         rich_help_panel="Model",

@@ -118,7 +118,8 @@ def train(
             "--backbone",
             help=(
                 "native (atom features, the architecture's own layers; the default) or a "
-                "pretrained potential whose node features feed them: sevennet-0."
+                "pretrained potential whose node features feed them: sevennet-0 or "
+                "sevennet-l3i5 (lmax 3; slower)."
             ),
             rich_help_panel=_M,
         ),

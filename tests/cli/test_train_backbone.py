@@ -99,3 +99,26 @@ def test_pretrain_checkpoint_brings_its_own_backbone(store, tmp_path):
     )
     assert result.exit_code == 2, result.output
     assert "drop --backbone" in " ".join(result.output.split())
+
+
+def test_sevennet_l3i5_frozen_run_and_prediction(tmp_path):
+    """The real SevenNet-l3i5 potential from the CLI: its features are cached beside the store
+    under its own name, the checkpoint records its identity, and predict uses it."""
+    pytest.importorskip("sevenn")
+    from pymatgen.core import Lattice, Structure
+
+    from crystensor.models.backbones import backbone_identity
+
+    store = build_store(tmp_path / "diel5.h5", "dielectric", 16, cutoff=5.0)
+    run = tmp_path / "run"
+    result = _train_one_epoch(store, run, "sevennet-l3i5")
+    assert result.exit_code == 0, result.output
+    ckpt = load_checkpoint(run / "best.pt")
+    assert ckpt.model_config.backbone == "sevennet-l3i5"
+    assert ckpt.featurization["backbone"] == backbone_identity("sevennet-l3i5")
+    assert store.with_name(store.name + ".sevennet-l3i5.features.h5").is_file()
+    rocksalt = Structure(Lattice.cubic(5.6), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    rocksalt.to(filename=str(tmp_path / "NaCl.POSCAR"), fmt="poscar")
+    result = _run("predict", tmp_path / "NaCl.POSCAR", "--model", run / "best.pt", "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert "NaCl" in result.output and "eigenvalues" in result.output

@@ -1,4 +1,4 @@
-"""The pretrained SevenNet-0 backbone: identity, sevenn's conventions, symmetry, gradients."""
+"""The pretrained SevenNet backbones: identity, sevenn's conventions, symmetry, gradients."""
 
 from __future__ import annotations
 
@@ -30,6 +30,11 @@ def backbone():
     return load_backbone("sevennet-0")
 
 
+@pytest.fixture(scope="module")
+def l3i5():
+    return load_backbone("sevennet-l3i5")
+
+
 def arrays(structure):
     return (
         np.array(structure.atomic_numbers),
@@ -57,7 +62,7 @@ def forward_on_graph(backbone, graph, vec_sign=1.0, requires_grad=False):
 # -- registry and identity -------------------------------------------------------------------
 def test_registry_and_identity(backbone):
     assert BACKBONES[0] == "native" and "sevennet-0" in BACKBONES
-    assert PRETRAINED_BACKBONES == ("sevennet-0",)
+    assert PRETRAINED_BACKBONES == ("sevennet-0", "sevennet-l3i5")
     ident = backbone_identity("sevennet-0")
     path = checkpoint_path("sevennet-0")
     assert ident["name"] == "sevennet-0" and ident["package"] == "sevenn"
@@ -67,7 +72,7 @@ def test_registry_and_identity(backbone):
     assert backbone_identity("native") == {"name": "native"}
     with pytest.raises(InputError, match="build_model"):
         load_backbone("native")
-    with pytest.raises(InputError, match="choose one of native, sevennet-0"):
+    with pytest.raises(InputError, match="choose one of native, sevennet-0, sevennet-l3i5"):
         backbone_identity("mace")
 
 
@@ -78,9 +83,11 @@ def test_irreps_cutoff_and_layer(backbone):
     assert backbone.features_of(*arrays(triclinic())).shape == (3, 480)
 
 
-def test_features_are_sevenns_own(backbone):
+@pytest.mark.parametrize("name", PRETRAINED_BACKBONES)
+def test_features_are_sevenns_own(name, request):
     """The cut network on crystensor's graph gives what sevenn's whole model computes at its
     last equivariant gate on sevenn's own graph: edge direction and type map are right."""
+    backbone = request.getfixturevalue("backbone" if name == "sevennet-0" else "l3i5")
     import sevenn._keys as KEY
     import sevenn.util
     from pymatgen.io.ase import AseAtomsAdaptor
@@ -92,7 +99,7 @@ def test_features_are_sevenns_own(backbone):
     seen = {}
     torch.set_default_dtype(torch.float32)  # sevenn's own precision (these tests run in 64)
     try:
-        full = sevenn.util.load_checkpoint(str(checkpoint_path("sevennet-0"))).build_model()
+        full = sevenn.util.load_checkpoint(str(checkpoint_path(name))).build_model()
         full.set_is_batch_data(False)
 
         def keep(module, args, out):
@@ -198,3 +205,32 @@ def test_dtype_stays_float32_and_trainable_blocks(backbone):
     assert backbone.set_trainable("none") == []
     assert not any(p.requires_grad for p in backbone.parameters())
     backbone.set_trainable("all")
+
+
+# -- SevenNet-l3i5 -----------------------------------------------------------------------------
+def test_l3i5_identity_irreps_and_rotation(l3i5, rng):
+    ident = backbone_identity("sevennet-l3i5")
+    assert ident["checkpoint"] == "SevenNet_l3i5/checkpoint_l3i5.pth"
+    file_bytes = checkpoint_path("sevennet-l3i5").read_bytes()
+    assert ident["sha256"] == hashlib.sha256(file_bytes).hexdigest()
+    assert l3i5.identity() == ident
+    assert l3i5.irreps_out == o3.Irreps("128x0e+64x1o+32x2e+32x3o")
+    assert l3i5.cutoff == 5.0 and l3i5.layer == "3_equivariant_gate"
+    z, pos, cell = arrays(triclinic())
+    base = l3i5.features_of(z, pos, cell)
+    assert base.shape == (3, 704)
+    octupoles = l3i5.irreps_out.slices()[3]
+    assert np.abs(base[:, octupoles]).max() > 1e-3  # the l = 3 block carries something
+    for _ in range(2):
+        rot = random_orthogonal(rng, proper=True)
+        rotated = l3i5.features_of(z, pos @ rot.T + rng.normal(size=3), cell @ rot.T)
+        wigner = l3i5.irreps_out.D_from_matrix(torch.as_tensor(rot)).numpy()
+        assert_close(rotated, base @ wigner.T, rtol=3e-4)
+
+
+def test_l3i5_last_block_is_its_own(l3i5, backbone):
+    last = l3i5.set_trainable("last")
+    assert last and all(name.startswith("model.3_") for name in last)
+    assert l3i5.set_trainable("none") == []
+    # not SevenNet-0's weights under another name
+    assert l3i5.identity()["sha256"] != backbone.identity()["sha256"]

@@ -152,9 +152,13 @@ def test_partial_mode_trains_only_the_last_block(float64, toy_backbone):
 
 
 @pytest.mark.slow
-def test_sevennet_model_is_o3_equivariant_in_float32(graphs):
-    """The real SevenNet-0 backbone (float32 inside): rotations and reflections of the structure
-    rotate the predicted piezoelectric and elastic irreps to float32 round-off."""
+@pytest.mark.parametrize(("name", "atol"), [("sevennet-0", 2e-4), ("sevennet-l3i5", 2e-3)])
+def test_sevennet_model_is_o3_equivariant_in_float32(graphs, name, atol):
+    """The real SevenNet backbones (float32 inside): rotations and reflections of the structure
+    rotate the predicted piezoelectric irreps to float32 round-off. l3i5's features are
+    rotation-equivariant to about 1e-5 of their size, ten times SevenNet-0's round-off, and the
+    pooled ZnO prediction nearly cancels, which leaves 6e-4 of its largest component; a parity
+    or basis error would be of order one (the triclinic cell stays within 1e-5)."""
     rng = np.random.default_rng(11)
     torch.manual_seed(0)
     config = preset(
@@ -162,11 +166,11 @@ def test_sevennet_model_is_o3_equivariant_in_float32(graphs):
         "small",
         num_node_features=NUM_FEATURES,
         target="piezoelectric",
-        backbone="sevennet-0",
+        backbone=name,
     )
     model = build_model(config).eval()
-    for name in ("ZnO", "triclinic"):
-        assert_o3_equivariant(model, graphs[name], rng, atol=2e-4, relative=True)
+    for structure in ("ZnO", "triclinic"):
+        assert_o3_equivariant(model, graphs[structure], rng, atol=atol, relative=True)
 
 
 def test_atom_embedding_adds_the_atom_features(pretrained_model, graphs):

@@ -59,9 +59,11 @@ def _target(structure: Structure, target: str) -> object:
     return (20.0 * t + 50.0 * np.einsum("ij,kl->ijkl", np.eye(3), np.eye(3))).tolist()
 
 
-def build_store(path: Path, target: str, n: int, seed: int = 0, species=SPECIES) -> Path:
-    """A store of ``n`` strained two-atom cells with ``target`` values (cutoff 4 Angstrom), each
-    cell of one of the element pairs ``species``."""
+def build_store(
+    path: Path, target: str, n: int, seed: int = 0, species=SPECIES, cutoff: float = 4.0
+) -> Path:
+    """A store of ``n`` strained two-atom cells with ``target`` values (``cutoff`` in Angstrom),
+    each cell of one of the element pairs ``species``."""
     rng = np.random.default_rng(seed)
     records = []
     for k in range(n):
@@ -80,7 +82,7 @@ def build_store(path: Path, target: str, n: int, seed: int = 0, species=SPECIES)
         )
     records_path = path.with_suffix(".jsonl")
     write_records(records_path, records)
-    featurize(records_path, target, path, cutoff=4.0)
+    featurize(records_path, target, path, cutoff=cutoff)
     return path
 
 

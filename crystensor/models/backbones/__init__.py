@@ -3,12 +3,12 @@
 A backbone turns a structure graph into node features with declared irreps. The native
 backbones (SEGNN, SEConv, SETransformer) are built and trained by
 :func:`crystensor.models.build_model`; a pretrained backbone is a universal interatomic potential
-loaded from an installed package (SevenNet-0 from ``sevenn``,
+loaded from an installed package (SevenNet-0 and SevenNet-l3i5 from ``sevenn``,
 :class:`~crystensor.models.backbones.sevennet.PretrainedBackbone`) and identified by its name, the
 package version and the sha256 of its checkpoint file.
 
 >>> BACKBONES
-('native', 'sevennet-0')
+('native', 'sevennet-0', 'sevennet-l3i5')
 >>> backbone_identity("native")
 {'name': 'native'}
 """
@@ -34,7 +34,7 @@ __all__ = [
     "register_backbone",
 ]
 
-PRETRAINED_BACKBONES = ("sevennet-0",)
+PRETRAINED_BACKBONES = ("sevennet-0", "sevennet-l3i5")
 BACKBONES = ("native", *PRETRAINED_BACKBONES)
 
 # Backbones added at run time: name -> (load, identity).

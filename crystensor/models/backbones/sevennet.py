@@ -1,4 +1,4 @@
-r"""SevenNet-0, a pretrained universal interatomic potential, as a crystensor node-feature backbone.
+r"""SevenNet-0 and SevenNet-l3i5, pretrained universal potentials, as node-feature backbones.
 
 The potential ships inside the ``sevenn`` wheel (MIT), so nothing is downloaded: the checkpoint
 is the file sevenn's own calculator loads for ``"7net-0"``
@@ -12,6 +12,10 @@ equivariant gate::
 
     atomic numbers --type map--> one-hot (89) --> 128x0e
         --4 x (self-connection, convolution over edges r < 5 A, gate)--> 128x0e+64x1e+32x2e
+
+``sevennet-l3i5`` (``SevenNet_l3i5/checkpoint_l3i5.pth``, trained on the same data) is the same
+design with ``lmax`` 3: its features are ``128x0e+64x1e+32x2e+32x3e``, and the same code cuts it
+after its fourth equivariant gate.
 
 Conventions, and how they map onto crystensor's (:mod:`crystensor.data.graph`):
 
@@ -67,7 +71,7 @@ log = logging.getLogger(__name__)
 
 # crystensor name -> the sevenn._const attribute holding the checkpoint path (what sevenn's
 # calculator resolves its own names to).
-POTENTIALS = {"sevennet-0": "SEVENNET_0_11Jul2024"}
+POTENTIALS = {"sevennet-0": "SEVENNET_0_11Jul2024", "sevennet-l3i5": "SEVENNET_l3i5"}
 
 PACKAGE = "sevenn"
 _MAX_Z = 120  # size of sevenn's Z -> type-index table
@@ -186,7 +190,7 @@ class PretrainedBackbone(torch.nn.Module):
     Attributes
     ----------
     name : str
-        crystensor's name of the potential (``"sevennet-0"``).
+        crystensor's name of the potential (``"sevennet-0"`` or ``"sevennet-l3i5"``).
     version : str
         Version of the ``sevenn`` package the checkpoint came from.
     checkpoint : str
@@ -196,8 +200,9 @@ class PretrainedBackbone(torch.nn.Module):
     cutoff : float
         Radius the potential was trained with, Angstrom; longer edges are ignored.
     irreps_out : e3nn.o3.Irreps
-        ``128x0e+64x1o+32x2e`` for SevenNet-0: how the features rotate (parity labels are the
-        natural ``(-1)^l`` ones; see the parity note in the module docstring).
+        ``128x0e+64x1o+32x2e`` for SevenNet-0 (``+32x3o`` for l3i5): how the features rotate
+        (parity labels are the natural ``(-1)^l`` ones; see the parity note in the module
+        docstring).
     irreps_sevenn : e3nn.o3.Irreps
         The same blocks with sevenn's own labels (``128x0e+64x1e+32x2e``).
     layer : str
