@@ -428,3 +428,33 @@ def test_report_can_show_only_the_pretraining_runs_made(trained):
     assert "Band gap" in pretraining and "Formation energy" not in pretraining
     assert "— (" not in pretraining.split("## Figure 6")[0]  # every run of Figure 5 is there
     assert "SEGNN ours" in text.split("## Figure 5")[0]  # Figure 4 keeps all three
+
+
+def test_backbone_probe_invariants_and_ridge():
+    """The probe's pooled features are rotation invariants, and its validation-chosen ridge
+    recovers a linear law (and refuses to fit noise better than a constant)."""
+    from e3nn import o3
+
+    from tests.helpers import random_orthogonal
+
+    probe = _load("backbone_probe")
+    rng = np.random.default_rng(0)
+    irreps = o3.Irreps("3x0e+2x1o+2x2e+1x3o")
+    x = rng.normal(size=(5, irreps.dim))
+    rot = random_orthogonal(rng, proper=False)
+    rotated = x @ irreps.D_from_matrix(torch.as_tensor(rot)).numpy().T
+    inv = probe.backbone_invariants(x, irreps)
+    assert inv.shape == (5, 3 + 3 + 2 + 2 + 1)
+    np.testing.assert_allclose(probe.backbone_invariants(rotated, irreps), inv, atol=1e-12)
+    assert not np.allclose(probe.backbone_invariants(rotated[::-1], irreps), inv)
+    np.testing.assert_allclose(
+        probe.pooled(np.arange(10.0)[:, None], np.array([0, 4, 10])), [[1.5], [6.5]]
+    )
+    features = rng.normal(size=(300, 4))
+    targets = np.stack([features @ [1.0, -2.0, 0.5, 0.0] + 3.0, features[:, 0] * 2.0], axis=1)
+    split = np.repeat([0, 1, 2], 100)
+    r = probe.probe(features, targets, split)
+    assert r["alpha"] == probe.ALPHAS[0] and r["test"].max() < 0.05
+    noise = rng.normal(size=(300, 2))
+    r = probe.probe(features, noise, split)
+    assert r["test"].min() > 0.6  # nothing to find: about the noise's own MAE (0.8)
