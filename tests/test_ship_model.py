@@ -137,3 +137,15 @@ def test_an_ensemble_is_shipped_with_its_own_metrics_and_calibration(dielectric_
     assert [r["test_mae"] for r in runs] == [
         load_checkpoint(p).metrics["test"]["mae"] for p in (best, other_path)
     ]
+
+
+def test_the_cards_command_names_no_path_of_the_training_machine(finished_run):
+    best = load_checkpoint(finished_run / "best.pt")
+    best.meta["command"] = [
+        "/home/u/.venv/bin/crystensor", "-q", "train", "-d", "/home/u/data/el.h5",
+        "-d", "/home/u/mix/bulk.h5:0.3", "-o", "/scratch/u/runs/r1", "--seed", "0",
+    ]  # fmt: skip
+    store = finished_run.parent / "piezoelectric.h5"
+    card = ship.model_card(best, ship._store_facts(store, best.split), "lowest val")
+    want = "crystensor -q train -d data/el.h5 -d mix/bulk.h5:0.3 -o runs/r1 --seed 0"
+    assert f"`{want}`" in card and "/home/u" not in card and "/scratch" not in card

@@ -466,11 +466,8 @@ def model_card(
         params = sum(p.numel() for p in checkpoint.build_model().parameters())
     except Exception:  # the card is still useful without the count
         params = None
-    argv = [str(a) for a in checkpoint.meta.get("command", [])]
-    if argv:  # the program by name: ".venv/bin/crystensor" or an absolute path -> "crystensor"
-        argv[0] = Path(argv[0]).name
-        argv[0] = "crystensor" if argv[0] == "__main__.py" else argv[0]  # python -m crystensor
-    command = " ".join(argv)
+    # without the training machine's paths, as the shipped file's metadata
+    command = " ".join(portable_meta({"command": checkpoint.meta.get("command", [])})["command"])
     train_config = checkpoint.training.get("train_config", {})
     elements = [Element.from_Z(z).symbol for z in facts["elements"]]
     today = datetime.date.today().isoformat()
