@@ -12,12 +12,14 @@ invariants pooled over each structure's atoms:
 * ``composition + NAME``: both.
 
 The ridge penalty is chosen on the validation set; features are standardised on the training
-set. A constant (the training median) is the floor. If a backbone's invariants do not beat
-composition here, a head trained on its frozen features has little to find beyond what the
-native network learns from the atoms.
+set. A constant (the training median) is the floor; ``--models`` adds the moduli of trained
+networks' predicted tensors (checkpoints trained on the same split) for comparison. What the
+probe cannot find linearly, a head on the frozen features may still find; what it does find
+beyond composition is knowledge a native network must otherwise learn from the tensors.
 
     .venv/bin/python benchmarks/backbone_probe.py --store data/elastic-shipped.h5 \\
-        [--backbones sevennet-0 sevennet-l3i5] [--split family] [--seed 0]
+        [--backbones sevennet-0 sevennet-l3i5] [--split family] [--seed 0] \\
+        [--models runs/eT-s0/best.pt ...]
 """
 
 from __future__ import annotations
@@ -49,6 +51,21 @@ def pooled(rows: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Mean of ``rows`` over each graph's nodes."""
     sums = np.add.reduceat(rows, offsets[:-1], axis=0)
     return sums / np.diff(offsets)[:, None]
+
+
+def network_moduli(model: Path, store_path: Path) -> dict[str, np.ndarray]:
+    """Validation and test MAE of the Hill moduli of a network's predicted tensors."""
+    from crystensor.evaluation import evaluate_store
+
+    out = {}
+    for split in ("val", "test"):
+        arrays = evaluate_store(model, store_path, split=split, keep_tensors=True)["arrays"]
+        pred, true = (
+            torch.stack(hill_moduli(torch.as_tensor(arrays[k]))[:2], dim=1).numpy()
+            for k in ("pred", "true")
+        )
+        out[split] = np.abs(pred - true).mean(0)
+    return out
 
 
 def backbone_invariants(features: np.ndarray, irreps: o3.Irreps) -> np.ndarray:
@@ -93,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbones", nargs="+", default=["sevennet-0", "sevennet-l3i5"])
     parser.add_argument("--split", default="family", choices=["family", "random", "store"])
     parser.add_argument("--seed", type=int, default=0, help="split seed")
+    parser.add_argument("--models", nargs="*", type=Path, default=[], help="checkpoints")
     args = parser.parse_args(argv)
 
     store = GraphStore(args.store).use_split(args.split, args.seed)
@@ -117,22 +135,29 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.store.name}, {args.split} split (seed {args.seed}): {counts[0]} / {counts[1]} /"
         f" {counts[2]} graphs; ridge penalty chosen on validation\n"
     )
+
+    def line(label: str, dims: object, val: np.ndarray, test: np.ndarray) -> None:
+        print(
+            f"| {label} | {dims} | {val[0]:.1f} / {val[1]:.1f} | {test[0]:.1f} / {test[1]:.1f} |",
+            flush=True,
+        )
+
     print("| features | dimensions | val MAE K / G [GPa] | test MAE K / G [GPa] |")
     print("|---|---|---|---|")
     train, val, test = (split == k for k in range(3))
     median = np.median(y[train], axis=0)
-    const_val, const_test = np.abs(y[val] - median).mean(0), np.abs(y[test] - median).mean(0)
-    print(
-        f"| constant (training median) | 0 | {const_val[0]:.1f} / {const_val[1]:.1f} | "
-        f"{const_test[0]:.1f} / {const_test[1]:.1f} |"
+    line(
+        "constant (training median)",
+        0,
+        np.abs(y[val] - median).mean(0),
+        np.abs(y[test] - median).mean(0),
     )
     for label, x in sets.items():
         r = probe(x, y, split)
-        print(
-            f"| {label} | {x.shape[1]} | {r['val'][0]:.1f} / {r['val'][1]:.1f} | "
-            f"{r['test'][0]:.1f} / {r['test'][1]:.1f} |",
-            flush=True,
-        )
+        line(label, x.shape[1], r["val"], r["test"])
+    for model in args.models:
+        r = network_moduli(model, args.store)
+        line(f"network `{model}`", "-", r["val"], r["test"])
     return 0
 
 

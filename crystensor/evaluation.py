@@ -516,11 +516,13 @@ def evaluate_store(
     device: str = "cpu",
     batch_size: int = 16,
     ids: Collection[str] | None = None,
+    keep_tensors: bool = False,
 ) -> dict[str, Any]:
     """Metrics of the network output on a graph store's split (see :func:`evaluate`).
 
     A store built from several record files also gets ``by_source``: the metrics of each
-    file's graphs.
+    file's graphs. ``keep_tensors``: also ``arrays``, the store ``index`` of each evaluated
+    graph with its predicted (``pred``) and stored (``true``) Cartesian tensors.
     """
     from crystensor.checkpoint import check_featurization
     from crystensor.data.dataset import GraphDataset
@@ -590,6 +592,8 @@ def evaluate_store(
             pred[group], true[group], kind, chosen if any(chosen) else None, units=units
         )
     result["failures"] = failures
+    if keep_tensors:
+        result["arrays"] = {"index": index, "pred": pred, "true": true}
     return result
 
 

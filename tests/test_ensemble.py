@@ -227,3 +227,11 @@ def test_evaluate_scores_an_ensemble_by_its_mean(tmp_path):
     ensemble = save_checkpoint(make_ensemble([first, second]), tmp_path / "ens.pt")
     maes = [evaluate_store(p, store, split="all")["metrics"]["mae"] for p in (*paths, ensemble)]
     assert maes[2] != maes[0] and maes[2] != maes[1]
+    # keep_tensors: the members' mean tensors themselves, beside the metrics made from them
+    kept = evaluate_store(ensemble, store, split="all", keep_tensors=True)
+    arrays = kept["arrays"]
+    assert arrays["pred"].shape == arrays["true"].shape == (12, 3, 3)
+    assert sorted(arrays["index"].tolist()) == list(range(12))
+    mae = np.abs(arrays["pred"] - arrays["true"]).mean()  # over the 9 entries, as the metric
+    assert kept["metrics"]["mae"] == pytest.approx(mae, rel=1e-9) and mae > 0
+    assert "arrays" not in evaluate_store(ensemble, store, split="all")
