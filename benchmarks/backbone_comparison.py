@@ -43,7 +43,7 @@ TARGET_OPTIONS = {
     "piezoelectric": ["--sign-agnostic"],
 }
 MODELS = {
-    "native": [],
+    "native": ["--pooling", "mean"],  # explicit: train's default for elastic is density
     "native-density": ["--pooling", "density"],
     "sevennet-0": ["--backbone", "sevennet-0"],
     "sevennet-0-density": ["--backbone", "sevennet-0", "--pooling", "density"],

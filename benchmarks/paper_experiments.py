@@ -71,6 +71,7 @@ SCALARS = ("formation-energy", "band-gap")
 SCALAR_NAMES = {"formation-energy": "Formation energy", "band-gap": "Band gap"}
 EXPERIMENTS = ("direct", "scalar-tensor", "chained")
 SEED = 0
+PAPER_MODEL = {"pooling": "mean"}  # the paper pools by the mean; train's elastic default is density
 FINETUNE_LR = 0.002
 MISSING = "—"
 
@@ -176,7 +177,8 @@ class Stage:
         if self.parent is None:
             return [
                 "crystensor", "train", "-d", str(self.store), "-o", str(self.run_dir),
-                "--arch", self.arch, "--preset", str(self.preset), *common,
+                "--arch", self.arch, "--preset", str(self.preset), "--pooling", "mean",
+                *common,
             ]  # fmt: skip
         return [
             "crystensor", "finetune", str(self.start_from), "-d", str(self.store),
@@ -309,7 +311,8 @@ def settings_mismatch(stage: Stage) -> list[str]:
             if recorded.get(key) != want:
                 problems.append(f"{key} {recorded.get(key)!r} (want {want!r})")
         overrides = recorded.get("model_overrides") or {}
-        if overrides and overrides != _default_overrides(stage.store):
+        # runs recorded before train's pooling default became per target pooled by the mean
+        if overrides and {"pooling": "mean", **overrides} != _default_overrides(stage.store):
             problems.append(f"model overrides {overrides}")
     else:
         start = Path(recorded.get("start_from") or "")
@@ -326,13 +329,13 @@ def settings_mismatch(stage: Stage) -> list[str]:
 
 
 def _default_overrides(store: Path) -> dict[str, Any]:
-    """What ``crystensor train`` records as the model overrides of a run on ``store`` given
-    none (a run of this script gives none); ``{}`` if the store cannot be read."""
+    """What ``crystensor train`` records as the model overrides of a run of this script on
+    ``store``: its defaults, with the paper's mean pooling; ``{}`` if the store cannot be read."""
     from crystensor.data.store import GraphStore
     from crystensor.train.run import default_model_overrides
 
     try:
-        return default_model_overrides(GraphStore(store).kind)
+        return {**default_model_overrides(GraphStore(store).kind), **PAPER_MODEL}
     except Exception:  # a missing store is reported by the plan; here it is only a mismatch
         return {}
 
@@ -435,7 +438,7 @@ def _execute(stage: Stage, state: str, verbose: bool) -> dict[str, Any]:
             stage.run_dir,
             arch=stage.arch,
             preset_name=str(stage.preset),
-            model_overrides={},
+            model_overrides=dict(PAPER_MODEL),
             config=stage.config,
             reporter=reporter,
             command=stage.command(),

@@ -156,11 +156,11 @@ def test_commands_are_those_of_the_crystensor_cli():
     stages = {s.key: s for s in experiments.plan(settings)}
     assert " ".join(stages["direct/elastic-segnn"].command()) == (
         "crystensor train -d data/elastic.h5 -o runs/paper/direct/elastic-segnn --arch segnn "
-        "--preset default --epochs 100 --patience 30 --batch-size 32 --seed 0"
+        "--preset default --pooling mean --epochs 100 --patience 30 --batch-size 32 --seed 0"
     )
     assert " ".join(stages["scalar/band-gap-seconv"].command()) == (
         "crystensor train -d data/band-gap.h5 -o runs/paper/scalar/band-gap-seconv --arch seconv "
-        "--preset default --epochs 10 --patience 30 --batch-size 32 --seed 0"
+        "--preset default --pooling mean --epochs 10 --patience 30 --batch-size 32 --seed 0"
     )
     assert " ".join(stages["chained/formation-energy-setransformer/el-di"].command()) == (
         "crystensor finetune "

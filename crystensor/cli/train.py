@@ -96,7 +96,10 @@ def train(
         str | None,
         typer.Option(
             "--pooling",
-            help="Graph pooling: mean, max, or density (sum over the cell volume).",
+            help=(
+                "Graph pooling: mean, max, or density (sum over the cell volume). Default: "
+                "density for the elastic tensor of a native network, mean otherwise."
+            ),
             rich_help_panel=_M,
         ),
     ] = None,

@@ -302,6 +302,26 @@ def test_pool_norm_is_calibrated_and_on_by_default_for_piezoelectric_targets_onl
     assert "backbone.pool_gain" in weights("dielectric", pool_norm=True)
 
 
+def test_density_pooling_is_the_default_for_native_elastic_networks_only(tiny_stores, tmp_path):
+    def pooling(target: str, **overrides) -> str:
+        result = run.train(
+            tiny_stores[target],
+            tmp_path / f"{target}-{overrides}",
+            preset_name="small",
+            model_overrides=overrides,
+            config=TrainConfig(epochs=1, **FAST),
+        )
+        return load_checkpoint(result.final.best_checkpoint).config["pooling"]
+
+    assert pooling("elastic") == "density"
+    assert pooling("elastic", pooling="mean") == "mean"  # given settings win
+    assert pooling("dielectric") == "mean"
+    for name in ("scalar", "dielectric", "piezoelectric"):
+        assert run.default_model_overrides(get_kind(name))["pooling"] == "mean"
+    # a pretrained backbone's head: density pooling did not help it (RESULTS.md, issue 12)
+    assert run.default_model_overrides(get_kind("elastic"), "sevennet-0")["pooling"] == "mean"
+
+
 def test_a_transferred_backbone_gets_calibrated_gains_for_a_new_piezoelectric_head(
     tiny_stores, tmp_path
 ):
