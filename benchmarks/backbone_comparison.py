@@ -43,7 +43,7 @@ TARGET_OPTIONS = {
     "piezoelectric": ["--sign-agnostic"],
 }
 MODELS = {
-    "native": ["--pooling", "mean"],  # explicit: train's default for elastic is density
+    "native": ["--pooling", "mean"],  # explicit: train's default is density for some targets
     "native-density": ["--pooling", "density"],
     "sevennet-0": ["--backbone", "sevennet-0"],
     "sevennet-0-density": ["--backbone", "sevennet-0", "--pooling", "density"],

@@ -71,7 +71,7 @@ SCALARS = ("formation-energy", "band-gap")
 SCALAR_NAMES = {"formation-energy": "Formation energy", "band-gap": "Band gap"}
 EXPERIMENTS = ("direct", "scalar-tensor", "chained")
 SEED = 0
-PAPER_MODEL = {"pooling": "mean"}  # the paper pools by the mean; train's elastic default is density
+PAPER_MODEL = {"pooling": "mean"}  # the paper pools by the mean, train's default differs
 FINETUNE_LR = 0.002
 MISSING = "—"
 

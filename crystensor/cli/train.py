@@ -98,7 +98,8 @@ def train(
             "--pooling",
             help=(
                 "Graph pooling: mean, max, or density (sum over the cell volume). Default: "
-                "density for the elastic tensor of a native network, mean otherwise."
+                "density for elastic and piezoelectric tensors of a native network, mean "
+                "otherwise."
             ),
             rich_help_panel=_M,
         ),

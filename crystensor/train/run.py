@@ -409,11 +409,12 @@ def default_model_overrides(kind, backbone: str = "native") -> dict[str, Any]:
 
     ``pool_norm`` is on exactly for odd-rank (piezoelectric) targets: measured, it is what lets
     those leave the zero tensor, and it cost the even targets accuracy. ``pooling`` is
-    ``density`` for the elastic tensor of a native network, which it made more accurate on
-    unseen chemical systems for every seed tried (RESULTS.md, issue 12), and ``mean`` otherwise,
-    where it made no measurable difference.
+    ``density`` for the elastic and piezoelectric tensors of a native network, which it made
+    more accurate on unseen chemical systems for every seed tried (RESULTS.md, issue 12), and
+    ``mean`` otherwise (dielectric tensors, scalars, pretrained backbones), where it made no
+    measurable difference.
     """
-    density = kind.name == "elastic" and backbone == "native"
+    density = kind.name in ("elastic", "piezoelectric") and backbone == "native"
     return {"pool_norm": kind.rank % 2 == 1, "pooling": "density" if density else "mean"}
 
 

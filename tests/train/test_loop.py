@@ -302,7 +302,9 @@ def test_pool_norm_is_calibrated_and_on_by_default_for_piezoelectric_targets_onl
     assert "backbone.pool_gain" in weights("dielectric", pool_norm=True)
 
 
-def test_density_pooling_is_the_default_for_native_elastic_networks_only(tiny_stores, tmp_path):
+def test_density_pooling_is_the_default_for_native_elastic_and_piezo_networks_only(
+    tiny_stores, tmp_path
+):
     def pooling(target: str, **overrides) -> str:
         result = run.train(
             tiny_stores[target],
@@ -316,10 +318,11 @@ def test_density_pooling_is_the_default_for_native_elastic_networks_only(tiny_st
     assert pooling("elastic") == "density"
     assert pooling("elastic", pooling="mean") == "mean"  # given settings win
     assert pooling("dielectric") == "mean"
-    for name in ("scalar", "dielectric", "piezoelectric"):
-        assert run.default_model_overrides(get_kind(name))["pooling"] == "mean"
+    assert pooling("piezoelectric") == "density"
+    assert run.default_model_overrides(get_kind("scalar"))["pooling"] == "mean"
     # a pretrained backbone's head: density pooling did not help it (RESULTS.md, issue 12)
-    assert run.default_model_overrides(get_kind("elastic"), "sevennet-0")["pooling"] == "mean"
+    for name in ("elastic", "piezoelectric"):
+        assert run.default_model_overrides(get_kind(name), "sevennet-0")["pooling"] == "mean"
 
 
 def test_a_transferred_backbone_gets_calibrated_gains_for_a_new_piezoelectric_head(
