@@ -12,7 +12,8 @@ trust. Each problem becomes a :class:`DomainWarning` (a code and a sentence):
                        planes normal to a lattice direction: the cell holds a slab (gap along
                        one direction), a wire (two) or an isolated molecule or cluster (three),
                        not a bulk crystal
-``far-from-training``  the model's pooled features of the structure are farther from every
+``far-from-training``  the model's pooled features of the structure (the mean of its node
+                       features for a model that pools by density) are farther from every
                        training structure than those of most test materials were
                        (:class:`FeatureDomain`)
 =====================  =====================================================================

@@ -38,6 +38,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 SPEED_BENCHMARK = REPO / "benchmarks" / "predict_speed.py"
 _SPLIT_NAMES = {"val": "validation"}
+FEATURE_WORDS = {  # the domain's descriptor (crystensor.train.domain.descriptor_kind)
+    "pooled": "the model's pooled features of the structure are",
+    "node-mean": "the mean of the model's node features over the structure (it pools by "
+    "density) is",
+}
 
 # Record files written by examples/build_stores.sh and build_shipped_stores.sh -> where in
 # ../shared/data they come from, and the reference to cite.
@@ -410,7 +415,8 @@ def limits_section(checkpoint: Any, caveat: str | None, zero_mae: float | None) 
     ]
     if features:
         lines.append(
-            "- `far-from-training`: the model's pooled features of the structure are farther "
+            f"- `far-from-training`: {FEATURE_WORDS[features.get('descriptor', 'pooled')]} "
+            "farther "
             f"from every training structure than {100 * features['quantile']:.0f} % of its "
             f"{features.get('calibrated_on', 'test')} materials (RMS distance per standardised "
             f"channel above {features['threshold']:.3g}). {_flag_quality(features)}"
@@ -646,6 +652,14 @@ def add_domain(checkpoint: Any, store_path: Path) -> None:
     checkpoint.domain = model_domain(model, dataset)
 
 
+def _stale_domain(checkpoint: Any) -> bool:
+    """Whether the checkpoint's feature reference was made of other features than predict reads
+    (a density-pooled model trained before its descriptor became the node features' mean)."""
+    features = (checkpoint.domain or {}).get("features")
+    want = "node-mean" if checkpoint.model_config.pooling == "density" else "pooled"
+    return bool(features) and features.get("descriptor", "pooled") != want
+
+
 def refresh_domain(target: str, store_path: Path, out: Path) -> int:
     """Add ``domain`` to an already shipped model and rewrite its card's Limits and Warnings
     sections, keeping everything else of both."""
@@ -733,7 +747,7 @@ def main(argv: list[str] | None = None) -> int:
         run = json.loads((args.run_dir / "run.json").read_text())
         store = Path(run["stages"][-1]["store"]["path"])
     facts = _store_facts(store, checkpoint.split)
-    if not checkpoint.domain:
+    if not checkpoint.domain or _stale_domain(checkpoint):
         add_domain(checkpoint, store)
     if checkpoint.n_members > 1:  # its own numbers, not its first member's
         if "std_scale" not in (checkpoint.meta.get("ensemble") or {}):

@@ -36,7 +36,7 @@ from crystensor.nn.edges import EdgeEmbedding, NodeAttributes
 from crystensor.nn.embedding import AtomEmbedding
 from crystensor.nn.interaction import SelfInteraction
 from crystensor.nn.irreps import EquivariantModule, check_irreps, kinds_irreps, spherical_irreps
-from crystensor.nn.pooling import build_pooling
+from crystensor.nn.pooling import MeanPooling, build_pooling
 from crystensor.nn.readout import TensorHead, build_head, resolve_target
 from crystensor.tensors.kinds import TensorKind
 
@@ -183,13 +183,24 @@ class Backbone(EquivariantModule):
 
     def forward(self, batch: Any) -> torch.Tensor:
         """PyG batch -> pooled features ``(n_graphs, irreps_out.dim)``."""
+        return self.pooled_and_descriptor(batch)[0]
+
+    def pooled_and_descriptor(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pooled features (:meth:`forward`) and the ones the domain check reads, both
+        ``(n_graphs, irreps_out.dim)``: the same, except under density pooling, whose features
+        shrink with empty space (a molecule in a large box pools to almost nothing, like a very
+        soft solid); there the mean of the node features (with the pooled features' gains),
+        which describes the atoms' environments whatever the cell's volume."""
         h, g = self.node_features(batch)
         if getattr(self.pooling, "needs_volume", False):
             volume = torch.linalg.det(g["cell"]).abs()  # [n_graphs]
             pooled = self.pooling(h, g["batch"], g["num_graphs"], volume)
+            mean = MeanPooling(self.pooling.irreps_in)(h, g["batch"], g["num_graphs"])
         else:
-            pooled = self.pooling(h, g["batch"], g["num_graphs"])
-        return pooled * self.pool_gain if self.pool_norm else pooled
+            pooled = mean = self.pooling(h, g["batch"], g["num_graphs"])
+        if self.pool_norm:
+            return pooled * self.pool_gain, mean * self.pool_gain
+        return pooled, mean
 
     @torch.no_grad()
     def calibrate_pretrained(self, batches: Iterable[Any]) -> None:

@@ -118,6 +118,15 @@ class Predictor:
         domain = checkpoint.domain or {}
         self.training_elements: list[str] | None = domain.get("elements")
         features = domain.get("features")
+        descriptor = "node-mean" if self.model.config.pooling == "density" else "pooled"
+        if features and features.get("descriptor", "pooled") != descriptor:
+            log.warning(
+                "%s: its far-from-training reference was computed from other features than "
+                "predict reads (made before 0.1.0's domain change for density pooling); it is "
+                "not used: recompute it with tools/ship_model.py --refresh-domain",
+                source,
+            )
+            features = None
         self.feature_domain = FeatureDomain.from_dict(features) if features else None
         caveat = checkpoint.meta.get("caveat")
         self.caveat = DomainWarning("model-caveat", caveat) if caveat else None
@@ -266,17 +275,17 @@ class Predictor:
         outputs = []
         with torch.inference_mode():
             for k, model in enumerate(self.models):
-                pooled_k = model.backbone(batch)
+                pooled_k, descriptor_k = model.backbone.pooled_and_descriptor(batch)
                 out = model.head_of(pooled_k, batch)
                 outputs.append(out["irreps"].to("cpu", torch.float64).numpy())
                 if k == 0:
-                    pooled = pooled_k
+                    features = descriptor_k
         members = np.stack(outputs) if len(outputs) > 1 else None
         irreps = outputs[0] if members is None else members.mean(axis=0)
         if self.feature_domain is None:
             return irreps, None, members
         layout = pooled_irreps(self.model)
-        descriptor = invariant_descriptor(pooled.detach().to("cpu", torch.float64).numpy(), layout)
+        descriptor = invariant_descriptor(features.to("cpu", torch.float64).numpy(), layout)
         return irreps, self.feature_domain.distances(descriptor), members
 
     def predict_results(

@@ -22,11 +22,12 @@ import torch
 
 from crystensor.domain import FeatureDomain, invariant_descriptor, pooled_irreps
 
-__all__ = ["descriptors", "model_domain", "pooled_irreps"]
+__all__ = ["descriptor_kind", "descriptors", "model_domain", "pooled_irreps"]
 
 
 def descriptors(model: torch.nn.Module, dataset: Any, batch_size: int = 64) -> np.ndarray:
-    """Invariant descriptors ``(len(dataset), d)`` of the model's pooled features."""
+    """Invariant descriptors ``(len(dataset), d)`` of the model's pooled features (the node
+    features' mean under density pooling: ``Backbone.pooled_and_descriptor``)."""
     return _descriptors_and_errors(model, dataset, batch_size)[0]
 
 
@@ -44,8 +45,8 @@ def _descriptors_and_errors(
     found, errors = [], []
     for batch in _loader(dataset, batch_size):
         batch = batch.to(device)
-        pooled = model.backbone(batch)
-        found.append(invariant_descriptor(pooled.double().cpu().numpy(), irreps))
+        pooled, features = model.backbone.pooled_and_descriptor(batch)
+        found.append(invariant_descriptor(features.double().cpu().numpy(), irreps))
         out = model.head_of(pooled, batch)
         pred = out["scalar" if "scalar" in out else "cartesian"].double().cpu().numpy()
         true = batch.y_cartesian.double().cpu().numpy().reshape(pred.shape)
@@ -56,6 +57,12 @@ def _descriptors_and_errors(
     if not found:
         return np.zeros((0, sum(m for m, _, _ in irreps))), np.zeros(0)
     return np.concatenate(found), np.concatenate(errors)
+
+
+def descriptor_kind(model: torch.nn.Module) -> str:
+    """What the model's domain descriptors are made of: ``"node-mean"`` under density pooling
+    (the mean of the node features), ``"pooled"`` otherwise (the pooled features)."""
+    return "node-mean" if model.config.pooling == "density" else "pooled"
 
 
 def training_elements(store: Any) -> list[str]:
@@ -84,6 +91,7 @@ def model_domain(model: torch.nn.Module, dataset: Any, batch_size: int = 64) -> 
         fitted = FeatureDomain.fit(reference, test)
         domain["features"] = {
             **fitted.to_dict(),
+            "descriptor": descriptor_kind(model),
             "calibrated_on": held_out.split,
             **_error_link(fitted.distances(test), errors, fitted.threshold),
         }

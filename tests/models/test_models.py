@@ -187,6 +187,23 @@ def test_pool_norm_gives_unit_pooled_channels(arch, small_model, graphs):
         assert torch.all(rms[capped] < 1.0)
 
 
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_the_domain_check_reads_the_node_mean_under_density_pooling(pooling, small_model, graphs):
+    """``pooled_and_descriptor``: the pooled features and the domain check's, which are the
+    pooled ones except under density pooling, where they are what mean pooling would give."""
+    model = small_model("segnn", "elastic", pooling)
+    batch = batch_of(*graphs.values())
+    mean = build_model(model.config.replace(pooling="mean")).eval()
+    mean.load_state_dict(model.state_dict(), strict=False)  # all but density's learned volume
+    with torch.no_grad():
+        pooled, features = model.backbone.pooled_and_descriptor(batch)
+        torch.testing.assert_close(pooled, model.backbone(batch), rtol=0, atol=0)
+        expected = mean.backbone(batch) if pooling == "density" else pooled
+        torch.testing.assert_close(features, expected, rtol=0, atol=TOL)
+        if pooling == "density":  # and they differ from the pooled ones
+            assert not torch.allclose(features, pooled)
+
+
 def test_configs_saved_before_pool_norm_load_without_it():
     from crystensor.models import config_from_dict, preset
 

@@ -23,6 +23,7 @@ def test_best_pt_records_the_training_domain(tiny_stores, tmp_path):
     assert set(expected) <= {e for pair in SPECIES for e in pair}
     features = best.domain["features"]
     assert features["calibrated_on"] == "test" and 0 < features["threshold"] < np.inf
+    assert features["descriptor"] == "pooled"  # mean pooling: the pooled features
     fitted = FeatureDomain.from_dict(features)
     assert fitted.reference.shape[0] == best.metrics["counts"]["train"]
     # a structure of the training chemistry predicts without an unseen-element warning
@@ -39,3 +40,21 @@ def test_the_flag_quality_is_measured(tiny_stores, tmp_path):
     assert rho is None or -1.0 <= rho <= 1.0
     medians = features["median_relative_error"]
     assert medians["others"] is not None and medians["others"] > 0
+
+
+def test_a_density_pooled_model_records_node_mean_descriptors(tiny_stores, tmp_path, caplog):
+    from crystensor.checkpoint import save_checkpoint
+
+    train_tiny(tiny_stores["elastic"], tmp_path / "run", epochs=1)  # density pooling: default
+    path = tmp_path / "run" / "best.pt"
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.model_config.pooling == "density"
+    assert checkpoint.domain["features"]["descriptor"] == "node-mean"
+    assert load_predictor(model=path).feature_domain is not None
+    # a reference of the pooled features (as recorded before) is not compared with node means
+    del checkpoint.domain["features"]["descriptor"]
+    save_checkpoint(checkpoint, path)
+    predictor = load_predictor(model=path)
+    assert predictor.feature_domain is None and "--refresh-domain" in caplog.text
+    (result,) = predictor.predict_results([nacl()])
+    assert result.ok and "far-from-training" not in str(result.warnings)
