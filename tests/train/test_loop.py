@@ -282,18 +282,23 @@ def test_bad_runs_are_refused_with_a_clear_message(tiny_stores, tmp_path):
         TrainConfig(epochs=0)
 
 
+def _one_epoch(stores: dict, tmp_path, target: str, **overrides):
+    """The best checkpoint of one epoch of the small preset on ``stores[target]``."""
+    result = run.train(
+        stores[target],
+        tmp_path / f"{target}-{overrides}",
+        preset_name="small",
+        model_overrides=overrides,
+        config=TrainConfig(epochs=1, **FAST),
+    )
+    return load_checkpoint(result.final.best_checkpoint)
+
+
 def test_pool_norm_is_calibrated_and_on_by_default_for_piezoelectric_targets_only(
     tiny_stores, tmp_path
 ):
     def weights(target: str, **overrides) -> dict:
-        result = run.train(
-            tiny_stores[target],
-            tmp_path / f"{target}-{overrides}",
-            preset_name="small",
-            model_overrides=overrides,
-            config=TrainConfig(epochs=1, **FAST),
-        )
-        return load_checkpoint(result.final.best_checkpoint).state_dict
+        return _one_epoch(tiny_stores, tmp_path, target, **overrides).state_dict
 
     gain = weights("piezoelectric")["backbone.pool_gain"]
     assert gain.min() > 1.0  # the small preset's pooled channels are all well below unit size
@@ -306,14 +311,7 @@ def test_density_pooling_is_the_default_for_native_elastic_and_piezo_networks_on
     tiny_stores, tmp_path
 ):
     def pooling(target: str, **overrides) -> str:
-        result = run.train(
-            tiny_stores[target],
-            tmp_path / f"{target}-{overrides}",
-            preset_name="small",
-            model_overrides=overrides,
-            config=TrainConfig(epochs=1, **FAST),
-        )
-        return load_checkpoint(result.final.best_checkpoint).config["pooling"]
+        return _one_epoch(tiny_stores, tmp_path, target, **overrides).config["pooling"]
 
     assert pooling("elastic") == "density"
     assert pooling("elastic", pooling="mean") == "mean"  # given settings win
