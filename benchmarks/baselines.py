@@ -3,7 +3,9 @@
 An equivariant network that ignores the structure can only output a tensor invariant under every
 rotation: its ``0e`` parts. So the best structure-blind equivariant predictor is a constant
 isotropic tensor, and for a piezoelectric tensor (``1o+1o+2o+3o``, no ``0e`` part) it is the zero
-tensor. For each store this prints, on its test split (the split ``crystensor train`` uses):
+tensor. For each store this prints, on its test split (by default the split saved in the store,
+which ``crystensor train`` uses; ``--split family`` recomputes the family-held-out split the way
+``crystensor train --split family`` does, ``--subset val`` scores the validation split):
 
 * ``zero``: the zero tensor;
 * ``isotropic mean``: the ``0e`` parts averaged over the training split, every other part zero
@@ -15,6 +17,7 @@ mean Voigt-component MAE, Frobenius MAE, EwT25).
 
     .venv/bin/python benchmarks/baselines.py [STORE.h5 ...]   (default: data/{elastic,
         dielectric,piezoelectric}.h5 and the shipped stores that exist)
+        [--split {store,random,family}] [--seed N] [--subset {test,val}]
 """
 
 from __future__ import annotations
@@ -38,19 +41,31 @@ DEFAULT_STORES = [
 ]
 
 
-def read_store(path: Path) -> dict[str, Any]:
-    """Targets, split names and crystal systems of a graph store."""
+def read_store(path: Path, split: str = "store", seed: int = 0) -> dict[str, Any]:
+    """Targets, split names and crystal systems of a graph store.
+
+    ``split``: ``"store"`` (the one saved in the file) or a method for
+    :meth:`crystensor.data.store.GraphStore.use_split` (``"random"``, ``"family"``) with ``seed``.
+    """
     import h5py
 
+    from crystensor.data.store import SPLIT_NAMES, GraphStore
+
+    if split == "store":
+        with h5py.File(path, "r") as f:
+            names = json.loads(f["split"].attrs["names"])
+            codes = f["split"][:]
+    else:
+        names = list(SPLIT_NAMES)
+        codes = GraphStore(path).use_split(split, seed).read("split")
     with h5py.File(path, "r") as f:
-        names = json.loads(f["split"].attrs["names"])
-        split = np.array([names[i] for i in f["split"][:]])
+        split_names = np.array([names[i] for i in codes])
         return {
             "target": str(f.attrs["target"]),
             "kind": str(f.attrs["kind"]),
             "units": str(f.attrs["units"]),
             "tensors": np.asarray(f["target_cartesian"][:], dtype=float),
-            "split": split,
+            "split": split_names,
             "systems": [s.decode() for s in f["crystal_system"][:]],
         }
 
@@ -67,12 +82,12 @@ def isotropic(tensors: np.ndarray, kind: str, reduce: Any) -> np.ndarray:
     return from_irreps(constant, kind)
 
 
-def baselines(store: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Test metrics of the three structure-blind predictors."""
+def baselines(store: dict[str, Any], subset: str = "test") -> dict[str, dict[str, Any]]:
+    """Metrics of the three structure-blind predictors on ``subset`` (``test`` or ``val``)."""
     from crystensor.train.metrics import tensor_metrics
 
     train = store["tensors"][store["split"] == "train"]
-    test_rows = store["split"] == "test"
+    test_rows = store["split"] == subset
     true = store["tensors"][test_rows]
     systems = [s for s, t in zip(store["systems"], test_rows, strict=True) if t]
     predictors = {
@@ -96,6 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stores", nargs="*", type=Path)
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument(
+        "--split",
+        choices=["store", "random", "family"],
+        default="store",
+        help="the split saved in the store (default) or one recomputed as crystensor train --split",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of a recomputed split")
+    parser.add_argument("--subset", choices=["test", "val"], default="test")
     args = parser.parse_args(argv)
     stores = args.stores or [
         p for p in (REPO / "data" / f"{n}.h5" for n in DEFAULT_STORES) if p.is_file()
@@ -103,12 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     if not stores:
         print("no stores given and none in data/ (build them with examples/build_stores.sh)")
         return 2
-    header = ["store", "n test", "predictor", "MAE", "Frobenius MAE", "EwT25"]
+    header = ["store", f"n {args.subset}", "predictor", "MAE", "Frobenius MAE", "EwT25"]
     rows = []
     for path in stores:
-        store = read_store(path)
-        n_test = int((store["split"] == "test").sum())
-        for name, m in baselines(store).items():
+        try:
+            store = read_store(path, args.split, args.seed)
+        except (OSError, KeyError, ValueError) as exc:
+            print(f"error: {path}: {exc}")
+            return 2
+        n_test = int((store["split"] == args.subset).sum())
+        for name, m in baselines(store, args.subset).items():
             rows.append(
                 [
                     path.name,

@@ -389,6 +389,25 @@ def test_baselines_of_a_piezoelectric_store_are_all_zero(tmp_path, capsys):
     assert "| piezoelectric.h5 |" in capsys.readouterr().out
 
 
+def test_baselines_on_a_recomputed_family_split(tmp_path, capsys):
+    from crystensor.data.store import GraphStore
+
+    path = build_store(tmp_path / "piezoelectric.h5", "piezoelectric", 40)
+    store = baselines.read_store(path, "family", seed=3)
+    systems = np.array(GraphStore(path).chemical_systems)
+    assert len(set(systems)) > 3
+    for name in ("train", "val", "test"):
+        others = systems[store["split"] != name]
+        assert not set(systems[store["split"] == name]) & set(others)  # no family in two splits
+    expected = GraphStore(path).use_split("family", 3).read("split")
+    assert [("train", "val", "test")[i] for i in expected] == list(store["split"])
+    val = baselines.baselines(store, "val")["zero"]
+    assert val["n"] == int((store["split"] == "val").sum())
+    assert baselines.main([str(path), "--split", "family", "--seed", "3", "--subset", "val"]) == 0
+    assert "n val" in capsys.readouterr().out
+    assert baselines.main([str(tmp_path / "missing.h5")]) == 2
+
+
 evaluation = _load("evaluate")
 
 
