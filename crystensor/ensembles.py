@@ -6,6 +6,9 @@ lay within one standard deviation of four members, where a calibrated Gaussian s
 68 %. :func:`spread_scale` finds the factor ``s`` that makes it so on labelled data the members
 were not trained on (the validation split), and predict multiplies the reported standard
 deviation by it (``Checkpoint.meta["ensemble"]["std_scale"]``).
+
+Members trained sign-agnostically (piezoelectric, ``--sign-agnostic``) may each predict ``T`` or
+``-T`` for a structure; :func:`align_signs` turns them to one sign before they are averaged.
 """
 
 from __future__ import annotations
@@ -18,10 +21,38 @@ import numpy as np
 
 from crystensor.errors import InputError
 
-__all__ = ["ONE_SIGMA", "calibrate", "coverage", "spread_scale"]
+__all__ = ["ONE_SIGMA", "align_signs", "calibrate", "coverage", "spread_scale"]
 
 #: The share of a Gaussian within one standard deviation.
 ONE_SIGMA = 0.6826894921370859
+
+
+def align_signs(members: np.ndarray) -> np.ndarray:
+    """The members' outputs with each one's sign chosen so that they agree, per structure.
+
+    For networks trained sign-agnostically, which predict a tensor up to its overall sign:
+    averaging ``T`` and ``-T`` would cancel them. Per structure, the signs are those of the
+    leading eigenvector of the members' Gram matrix (inner products of their outputs, the same
+    in irreps as in Cartesian components, and unchanged by rotations and reflections), so one
+    member near zero does not decide for the others; the first member keeps its sign.
+
+    Parameters
+    ----------
+    members : array ``(n_members, n, dim)``
+        Each member's output (irreps or flattened tensors) for ``n`` structures.
+
+    Returns
+    -------
+    array ``(n_members, n, dim)``
+        ``members`` with some ``(member, structure)`` rows negated.
+    """
+    members = np.asarray(members, dtype=float)
+    gram = np.einsum("ind,jnd->nij", members, members)  # (n, m, m)
+    _, vectors = np.linalg.eigh(gram)
+    lead = vectors[:, :, -1]  # (n, m), the largest eigenvalue's
+    signs = np.where(lead >= 0, 1.0, -1.0)
+    signs *= signs[:, :1]  # the first member keeps its sign
+    return members * signs.T[:, :, None]
 
 
 def spread_scale(errors: np.ndarray, std: np.ndarray) -> float:

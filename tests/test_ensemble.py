@@ -235,3 +235,65 @@ def test_evaluate_scores_an_ensemble_by_its_mean(tmp_path):
     mae = np.abs(arrays["pred"] - arrays["true"]).mean()  # over the 9 entries, as the metric
     assert kept["metrics"]["mae"] == pytest.approx(mae, rel=1e-9) and mae > 0
     assert "arrays" not in evaluate_store(ensemble, store, split="all")
+
+
+def test_align_signs_undoes_flips_and_keeps_the_first_sign(rng):
+    from crystensor.ensembles import align_signs
+
+    base = rng.standard_normal((5, 18))
+    noise = 0.2 * rng.standard_normal((4, 5, 18))
+    members = base[None] + noise
+    flips = rng.choice([-1.0, 1.0], size=(4, 5))
+    flips[0, 2] = -1.0  # the first member's own flip is kept: everything turns with it
+    aligned = align_signs(members * flips[:, :, None])
+    np.testing.assert_allclose(aligned, members * flips[:1, :, None])
+    # rotating the tensors changes no inner product, so the chosen signs are the same
+    rot = random_orthogonal(rng, proper=False)
+    from crystensor.tensors.harmonic import from_irreps, to_irreps
+
+    cart = from_irreps((members * flips[:, :, None]).reshape(-1, 18), "piezoelectric")
+    turned = np.einsum("ai,bj,ck,nijk->nabc", rot, rot, rot, cart)
+    again = align_signs(to_irreps(turned, "piezoelectric").reshape(4, 5, 18))
+    np.testing.assert_allclose(
+        from_irreps(again.reshape(-1, 18), "piezoelectric"),
+        np.einsum(
+            "ai,bj,ck,nijk->nabc",
+            rot,
+            rot,
+            rot,
+            from_irreps(aligned.reshape(-1, 18), "piezoelectric"),
+        ),
+        atol=1e-10,
+    )
+
+
+def test_sign_agnostic_members_are_averaged_after_alignment(tmp_path):
+    """A member that predicts -T where the other predicts T: the ensemble reports T with no
+    spread when the members were trained sign-agnostically, and cancels them when not."""
+    first = load_checkpoint(make_checkpoint(tmp_path / "p.pt", "piezoelectric"))
+    structures = [zno_wurtzite(), triclinic()]
+    alone = load_predictor(model=save_checkpoint(first, tmp_path / "one.pt"))
+    want = np.stack([r.tensor for r in alone.predict_results(structures, physical=False)])
+    assert np.abs(want).max() > 0
+
+    class Negated:
+        def __init__(self, model):
+            self.model = model
+            self.backbone = model.backbone
+
+        def head_of(self, pooled, batch):
+            out = self.model.head_of(pooled, batch)
+            return {**out, "irreps": -out["irreps"]}
+
+    for agnostic in (True, False):
+        first.training = {"train_config": {"sign_agnostic": agnostic}}
+        path = save_checkpoint(make_ensemble([first, first]), tmp_path / f"ens{agnostic}.pt")
+        predictor = load_predictor(model=path)
+        predictor.models[1] = Negated(predictor.models[1])
+        got = predictor.predict_results(structures, physical=False)
+        tensors = np.stack([r.tensor for r in got])
+        if agnostic:
+            np.testing.assert_allclose(tensors, want, atol=1e-6 * np.abs(want).max())
+            assert all(np.abs(r.std).max() <= 1e-6 * np.abs(want).max() for r in got)
+        else:
+            np.testing.assert_allclose(tensors, 0.0, atol=1e-6 * np.abs(want).max())

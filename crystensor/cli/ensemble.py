@@ -49,7 +49,9 @@ def ensemble(
     and, per structure, each component's standard deviation over the members and one relative
     uncertainty. With --calibrate, the spread is scaled to hold 68 % of the validation errors
     within one standard deviation (members of other seeds agree with each other more than with
-    the truth). An ensemble costs one network evaluation per member.
+    the truth). Members trained with --sign-agnostic (piezoelectric), which may predict T or
+    -T, are turned to one sign per structure before they are averaged. An ensemble costs one
+    network evaluation per member.
     """
     from crystensor.io.atomic import check_writable
 

@@ -105,6 +105,9 @@ class Predictor:
         self.model = self.models[0]
         # the calibrated factor of an ensemble's spread (crystensor.ensembles), 1 if none
         self.std_scale = float((checkpoint.meta.get("ensemble") or {}).get("std_scale", 1.0))
+        # members trained sign-agnostically are turned to one sign before they are averaged
+        train_config = (checkpoint.training or {}).get("train_config") or {}
+        self.sign_agnostic = bool(train_config.get("sign_agnostic"))
         # a pretrained backbone knows fewer elements than the atom features: checked per structure
         potential = getattr(self.model.backbone.embedding, "potential", None)
         self._check_backbone_species = getattr(potential, "check_species", None)
@@ -267,6 +270,7 @@ class Predictor:
 
         from crystensor.data.dataset import _collate
         from crystensor.domain import invariant_descriptor, pooled_irreps
+        from crystensor.ensembles import align_signs
 
         batch = _collate(graphs, self.device)
         if self.prior is not None:
@@ -281,6 +285,8 @@ class Predictor:
                 if k == 0:
                     features = descriptor_k
         members = np.stack(outputs) if len(outputs) > 1 else None
+        if members is not None and self.sign_agnostic:
+            members = align_signs(members)
         irreps = outputs[0] if members is None else members.mean(axis=0)
         if self.feature_domain is None:
             return irreps, None, members
