@@ -76,27 +76,31 @@ def coverage(
     ``within_one_sigma`` / ``within_two_sigma``: the share of their errors within one and two
     standard deviations (None without such components); ``rank_correlation``: the Spearman
     correlation of each structure's relative ``uncertainty`` with its relative Frobenius error
-    (None where either is constant); ``median_uncertainty``.
+    (None where either is constant); ``median_uncertainty``. Structures whose relative
+    uncertainty or error is undefined (None, a zero tensor) are left out of the last two.
     """
     from scipy.stats import spearmanr
 
     pred, true, std = (np.asarray(a, float) for a in (pred, true, std))
-    uncertainty = np.asarray(uncertainty, float)
+    uncertainty = np.array([np.nan if u is None else u for u in uncertainty], float)
     error = np.abs(pred - true)
     free = std > 0  # components the point group does not fix
     n = len(pred)
-    relative = np.linalg.norm((pred - true).reshape(n, -1), axis=1) / np.linalg.norm(
-        true.reshape(n, -1), axis=1
-    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.linalg.norm((pred - true).reshape(n, -1), axis=1) / np.linalg.norm(
+            true.reshape(n, -1), axis=1
+        )
+    defined = np.isfinite(uncertainty) & np.isfinite(relative)
+    uncertainty, relative = uncertainty[defined], relative[defined]
     return {
         "n": n,
         "components": int(free.sum()),
         "within_one_sigma": float((error[free] <= std[free]).mean()) if free.any() else None,
         "within_two_sigma": float((error[free] <= 2 * std[free]).mean()) if free.any() else None,
         "rank_correlation": float(spearmanr(uncertainty, relative).statistic)
-        if np.ptp(uncertainty) > 0 and np.ptp(relative) > 0
+        if defined.sum() > 1 and np.ptp(uncertainty) > 0 and np.ptp(relative) > 0
         else None,
-        "median_uncertainty": float(np.median(uncertainty)),
+        "median_uncertainty": float(np.median(uncertainty)) if defined.any() else None,
     }
 
 

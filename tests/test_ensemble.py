@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from crystensor.checkpoint import Checkpoint, load_checkpoint, make_ensemble, save_checkpoint
+from crystensor.cli.app import app
 from crystensor.errors import InputError
 from crystensor.models import build_model
 from crystensor.prediction import load_predictor
@@ -295,5 +299,34 @@ def test_sign_agnostic_members_are_averaged_after_alignment(tmp_path):
         if agnostic:
             np.testing.assert_allclose(tensors, want, atol=1e-6 * np.abs(want).max())
             assert all(np.abs(r.std).max() <= 1e-6 * np.abs(want).max() for r in got)
-        else:
+        else:  # the plain mean cancels them: a zero tensor with a spread has no relative figure
             np.testing.assert_allclose(tensors, 0.0, atol=1e-6 * np.abs(want).max())
+            assert all(r.uncertainty is None and np.abs(r.std).max() > 0 for r in got)
+            json.dumps([r.as_dict() for r in got], allow_nan=False)
+
+
+def test_a_tensor_zero_by_symmetry_has_zero_uncertainty(tmp_path):
+    """A centrosymmetric crystal has no piezoelectric tensor: the ensemble reports zeros, no
+    spread and uncertainty 0 (not an infinite ratio that JSON cannot hold), in every format."""
+    first = load_checkpoint(make_checkpoint(tmp_path / "p.pt", "piezoelectric"))
+    path = save_checkpoint(make_ensemble([first, other_seed(first, 5)]), tmp_path / "ens.pt")
+    (result,) = load_predictor(model=path).predict_results([nacl()])
+    assert np.all(result.tensor == 0.0) and np.all(result.std == 0.0)
+    assert result.uncertainty == 0.0
+    json.dumps(result.as_dict(), allow_nan=False)
+    poscar = tmp_path / "NaCl.vasp"
+    nacl().to(filename=str(poscar), fmt="poscar")
+    for fmt in ("json", "csv", "table"):
+        out = CliRunner().invoke(app, ["predict", str(poscar), "-m", str(path), "-f", fmt])
+        assert out.exit_code == 0, out.output
+
+
+def test_coverage_leaves_out_undefined_relative_figures():
+    from crystensor.ensembles import coverage
+
+    true = np.array([[1.0, 0.0], [0.0, 0.0], [2.0, 1.0], [1.0, 1.0]])
+    pred = true + np.array([[0.1, 0.0], [0.0, 0.0], [0.5, 0.0], [0.2, 0.0]])
+    std = np.full_like(true, 0.3)
+    c = coverage(pred, true, std, [0.1, None, 0.4, 0.2])  # the second: a zero tensor
+    assert c["rank_correlation"] == pytest.approx(1.0)
+    assert c["median_uncertainty"] == pytest.approx(0.2)

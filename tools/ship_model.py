@@ -229,6 +229,10 @@ def member_runs(checkpoint: Any, path: Path) -> list[dict[str, Any]] | None:
                 "epochs_run": m.get("epochs_run"),
                 "val_mae": m["val"]["mae"],
                 "test_mae": m["test"]["mae"],
+                # a sign-agnostic network is selected and judged by its sign-agnostic MAE
+                "sign_agnostic": "sign_agnostic" in m["val"] and "sign_agnostic" in m["test"],
+                "val_sa": m["val"].get("sign_agnostic", {}).get("mae"),
+                "test_sa": m["test"].get("sign_agnostic", {}).get("mae"),
             }
         )
     return runs if len(runs) == checkpoint.n_members else None
@@ -282,9 +286,18 @@ def _members_line(checkpoint: Any, runs: list[dict[str, Any]] | None, u: str) ->
             f"- **Members:** {checkpoint.n_members} networks of this configuration trained with "
             f"other seeds; the first's best epoch {first['best_epoch']} of {first['epochs_run']}"
         )
+
+    def scores(r: dict[str, Any]) -> str:
+        signed = f"{_num(r['val_mae'])}{u} validation / {_num(r['test_mae'])}{u} test"
+        if not r.get("sign_agnostic"):
+            return f"MAE {signed}"
+        return (
+            f"sign-agnostic MAE {_num(r['val_sa'])}{u} validation / {_num(r['test_sa'])}{u} "
+            f"test (signed {signed})"
+        )
+
     each = "; ".join(
-        f"seed {r['seed']}: best epoch {r['best_epoch']} of {r['epochs_run']}, MAE "
-        f"{_num(r['val_mae'])}{u} validation / {_num(r['test_mae'])}{u} test"
+        f"seed {r['seed']}: best epoch {r['best_epoch']} of {r['epochs_run']}, {scores(r)}"
         for r in runs
     )
     return (

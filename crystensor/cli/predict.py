@@ -354,10 +354,12 @@ def _render_prediction(out: Console, r: Prediction, symprec: float) -> None:
             "(Voigt notation)"
         )
         out.print(voigt_table(kind, kind.to_voigt(r.std).tolist(), f"Spread: the {members}"))
-        out.print(
-            f"Relative uncertainty ||std|| / ||tensor||: {100 * r.uncertainty:.3g} %",
-            highlight=False,
+        relative = (
+            "undefined (the tensor is zero)"
+            if r.uncertainty is None
+            else f"{100 * r.uncertainty:.3g} %"
         )
+        out.print(f"Relative uncertainty ||std|| / ||tensor||: {relative}", highlight=False)
     if r.properties:
         out.print(properties_table(r.properties, "Derived properties"))
 
@@ -426,7 +428,8 @@ def _csv_text(results: list[Prediction], predictor: Predictor, symprec: float) -
         ]
         stds = []
         if ensemble:
-            stds = [repr(float(v)) for v in kind.to_voigt(r.std).ravel()] + [repr(r.uncertainty)]
+            stds = [repr(float(v)) for v in kind.to_voigt(r.std).ravel()]
+            stds.append("" if r.uncertainty is None else repr(r.uncertainty))
         writer.writerow([*meta, r.physical, *values, *stds, *props, *extra])
     return buffer.getvalue()
 

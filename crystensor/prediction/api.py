@@ -773,8 +773,11 @@ def _spread(
     members = np.stack([_exact_index_symmetry(m, kind) for m in members])
     std = members.std(axis=0, ddof=1) * scale
     result.std = std
-    norm = float(np.linalg.norm(result.tensor))
-    result.uncertainty = float(np.linalg.norm(std) / norm) if norm else float("inf")
+    norm, spread = float(np.linalg.norm(result.tensor)), float(np.linalg.norm(std))
+    if norm:
+        result.uncertainty = spread / norm
+    else:  # a tensor zero by symmetry has no spread either; otherwise the ratio is undefined
+        result.uncertainty = None if spread else 0.0
 
 
 def _internal(err: Exception) -> str:

@@ -60,7 +60,9 @@ class Prediction:
         For an ensemble: the standard deviation of the members' tensors (each projected onto
         the point group when ``symmetrize``), per component, in ``kind.units``.
     uncertainty : float or None
-        For an ensemble: ``||std|| / ||tensor||`` (Frobenius norms), one relative figure.
+        For an ensemble: ``||std|| / ||tensor||`` (Frobenius norms), one relative figure; 0 for
+        a tensor that symmetry makes zero (no spread either), None for a zero tensor with a
+        spread (members that cancel).
     elastic : array ``(3, 3, 3, 3)`` or None
         For a piezoelectric prediction with an elastic model: the elastic tensor (GPa) that
         gave the strain constants d = e S in ``properties``.
