@@ -158,3 +158,20 @@ def test_members_line_gives_a_sign_agnostic_members_own_score():
     agnostic = {**signed, "sign_agnostic": True, "val_sa": 0.22, "test_sa": 0.16}
     line = ship._members_line(None, [agnostic], " C/m^2")
     assert "sign-agnostic MAE 0.22 C/m^2 validation / 0.16 C/m^2 test (signed 0.25" in line
+
+
+@pytest.mark.parametrize(
+    ("rho", "flagged", "others", "words"),
+    [
+        (0.45, 0.5, 0.2, "a useful sign"),
+        (0.2, 0.5, 0.2, "a weak sign"),
+        (0.22, 1.01, 1.13, "no clear sign"),  # correlated, but the flagged are not worse
+        (0.05, 0.5, 0.2, "no sign"),
+    ],
+)
+def test_flag_quality_words_follow_the_numbers(rho, flagged, others, words):
+    features = {
+        "error_rank_correlation": rho,
+        "median_relative_error": {"flagged": flagged, "others": others},
+    }
+    assert f"it is {words} of a larger error" in ship._flag_quality(features)

@@ -449,6 +449,8 @@ def _flag_quality(features: dict[str, Any]) -> str:
     if rho is None or medians.get("flagged") is None:
         return "How it relates to the error was not measured."
     strength = "a useful" if rho >= 0.3 else "a weak" if rho >= 0.1 else "no"
+    if medians["flagged"] <= medians["others"] and rho >= 0.1:
+        strength = "no clear"  # ranked with the error, but the flagged ones are not worse
     return (
         f"On the {features.get('calibrated_on', 'test')} split it is {strength} sign of a larger "
         f"error: rank correlation of distance and relative error {rho:.2f}; median relative "
