@@ -51,14 +51,12 @@ def read_store(path: Path, split: str = "store", seed: int = 0) -> dict[str, Any
 
     from crystensor.data.store import SPLIT_NAMES, GraphStore
 
-    if split == "store":
-        with h5py.File(path, "r") as f:
-            names = json.loads(f["split"].attrs["names"])
-            codes = f["split"][:]
-    else:
-        names = list(SPLIT_NAMES)
-        codes = GraphStore(path).use_split(split, seed).read("split")
+    codes = None if split == "store" else GraphStore(path).use_split(split, seed).read("split")
     with h5py.File(path, "r") as f:
+        if codes is None:
+            names, codes = json.loads(f["split"].attrs["names"]), f["split"][:]
+        else:
+            names = SPLIT_NAMES
         split_names = np.array([names[i] for i in codes])
         return {
             "target": str(f.attrs["target"]),

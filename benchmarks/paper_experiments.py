@@ -312,7 +312,7 @@ def settings_mismatch(stage: Stage) -> list[str]:
                 problems.append(f"{key} {recorded.get(key)!r} (want {want!r})")
         overrides = recorded.get("model_overrides") or {}
         # runs recorded before train's pooling default became per target pooled by the mean
-        if overrides and {"pooling": "mean", **overrides} != _default_overrides(stage.store):
+        if overrides and {**PAPER_MODEL, **overrides} != _default_overrides(stage.store):
             problems.append(f"model overrides {overrides}")
     else:
         start = Path(recorded.get("start_from") or "")

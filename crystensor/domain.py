@@ -42,6 +42,7 @@ __all__ = [
     "DomainWarning",
     "FeatureDomain",
     "check_distances",
+    "descriptor_kind",
     "element_warnings",
     "invariant_descriptor",
     "pooled_irreps",
@@ -195,6 +196,13 @@ def structure_warnings(
 
 
 # -- distance of the model's features from the training set ------------------------------------
+
+
+def descriptor_kind(config: Any) -> str:
+    """What the far-from-training descriptors of a model with ``config`` (its model config)
+    are made of: ``"node-mean"`` under density pooling (the mean of the node features,
+    ``Backbone.pooled_and_descriptor``), ``"pooled"`` otherwise (the pooled features)."""
+    return "node-mean" if config.pooling == "density" else "pooled"
 
 
 def pooled_irreps(model: Any) -> list[tuple[int, int, int]]:

@@ -155,7 +155,7 @@ def test_members_line_gives_a_sign_agnostic_members_own_score():
     signed = {"seed": 0, "best_epoch": 3, "epochs_run": 9, "val_mae": 0.25, "test_mae": 0.2}
     line = ship._members_line(None, [signed], " C/m^2")
     assert "seed 0: best epoch 3 of 9, MAE 0.25 C/m^2 validation / 0.2 C/m^2 test" in line
-    agnostic = {**signed, "sign_agnostic": True, "val_sa": 0.22, "test_sa": 0.16}
+    agnostic = {**signed, "val_sa": 0.22, "test_sa": 0.16}
     line = ship._members_line(None, [agnostic], " C/m^2")
     assert "sign-agnostic MAE 0.22 C/m^2 validation / 0.16 C/m^2 test (signed 0.25" in line
 

@@ -38,7 +38,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 SPEED_BENCHMARK = REPO / "benchmarks" / "predict_speed.py"
 _SPLIT_NAMES = {"val": "validation"}
-FEATURE_WORDS = {  # the domain's descriptor (crystensor.train.domain.descriptor_kind)
+FEATURE_WORDS = {  # the domain's descriptor (crystensor.domain.descriptor_kind)
     "pooled": "the model's pooled features of the structure are",
     "node-mean": "the mean of the model's node features over the structure (it pools by "
     "density) is",
@@ -230,7 +230,6 @@ def member_runs(checkpoint: Any, path: Path) -> list[dict[str, Any]] | None:
                 "val_mae": m["val"]["mae"],
                 "test_mae": m["test"]["mae"],
                 # a sign-agnostic network is selected and judged by its sign-agnostic MAE
-                "sign_agnostic": "sign_agnostic" in m["val"] and "sign_agnostic" in m["test"],
                 "val_sa": m["val"].get("sign_agnostic", {}).get("mae"),
                 "test_sa": m["test"].get("sign_agnostic", {}).get("mae"),
             }
@@ -289,7 +288,7 @@ def _members_line(checkpoint: Any, runs: list[dict[str, Any]] | None, u: str) ->
 
     def scores(r: dict[str, Any]) -> str:
         signed = f"{_num(r['val_mae'])}{u} validation / {_num(r['test_mae'])}{u} test"
-        if not r.get("sign_agnostic"):
+        if r.get("val_sa") is None or r.get("test_sa") is None:
             return f"MAE {signed}"
         return (
             f"sign-agnostic MAE {_num(r['val_sa'])}{u} validation / {_num(r['test_sa'])}{u} "
@@ -670,8 +669,10 @@ def add_domain(checkpoint: Any, store_path: Path) -> None:
 def _stale_domain(checkpoint: Any) -> bool:
     """Whether the checkpoint's feature reference was made of other features than predict reads
     (a density-pooled model trained before its descriptor became the node features' mean)."""
+    from crystensor.domain import descriptor_kind
+
     features = (checkpoint.domain or {}).get("features")
-    want = "node-mean" if checkpoint.model_config.pooling == "density" else "pooled"
+    want = descriptor_kind(checkpoint.model_config)
     return bool(features) and features.get("descriptor", "pooled") != want
 
 

@@ -36,7 +36,7 @@ from crystensor.nn.edges import EdgeEmbedding, NodeAttributes
 from crystensor.nn.embedding import AtomEmbedding
 from crystensor.nn.interaction import SelfInteraction
 from crystensor.nn.irreps import EquivariantModule, check_irreps, kinds_irreps, spherical_irreps
-from crystensor.nn.pooling import MeanPooling, build_pooling
+from crystensor.nn.pooling import build_pooling, mean_pool
 from crystensor.nn.readout import TensorHead, build_head, resolve_target
 from crystensor.tensors.kinds import TensorKind
 
@@ -183,7 +183,8 @@ class Backbone(EquivariantModule):
 
     def forward(self, batch: Any) -> torch.Tensor:
         """PyG batch -> pooled features ``(n_graphs, irreps_out.dim)``."""
-        return self.pooled_and_descriptor(batch)[0]
+        h, g = self.node_features(batch)
+        return self._gained(self._pool(h, g))
 
     def pooled_and_descriptor(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """The pooled features (:meth:`forward`) and the ones the domain check reads, both
@@ -192,15 +193,21 @@ class Backbone(EquivariantModule):
         soft solid); there the mean of the node features (with the pooled features' gains),
         which describes the atoms' environments whatever the cell's volume."""
         h, g = self.node_features(batch)
+        pooled = self._gained(self._pool(h, g))
+        if not getattr(self.pooling, "needs_volume", False):
+            return pooled, pooled
+        return pooled, self._gained(mean_pool(h, g["batch"], g["num_graphs"]))
+
+    def _pool(self, h: torch.Tensor, g: dict[str, Any]) -> torch.Tensor:
+        """The pooling of node features ``h`` (with the cell volume where it needs it)."""
         if getattr(self.pooling, "needs_volume", False):
             volume = torch.linalg.det(g["cell"]).abs()  # [n_graphs]
-            pooled = self.pooling(h, g["batch"], g["num_graphs"], volume)
-            mean = MeanPooling(self.pooling.irreps_in)(h, g["batch"], g["num_graphs"])
-        else:
-            pooled = mean = self.pooling(h, g["batch"], g["num_graphs"])
-        if self.pool_norm:
-            return pooled * self.pool_gain, mean * self.pool_gain
-        return pooled, mean
+            return self.pooling(h, g["batch"], g["num_graphs"], volume)
+        return self.pooling(h, g["batch"], g["num_graphs"])
+
+    def _gained(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled features times the calibrated gains (``pool_norm``), or as they are."""
+        return pooled * self.pool_gain if self.pool_norm else pooled
 
     @torch.no_grad()
     def calibrate_pretrained(self, batches: Iterable[Any]) -> None:

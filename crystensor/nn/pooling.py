@@ -38,7 +38,14 @@ from e3nn import o3
 from crystensor.nn.irreps import EquivariantModule
 from crystensor.nn.scatter import scatter_max, scatter_sum
 
-__all__ = ["POOLINGS", "DensityPooling", "EquivariantMaxPooling", "MeanPooling", "build_pooling"]
+__all__ = [
+    "POOLINGS",
+    "DensityPooling",
+    "EquivariantMaxPooling",
+    "MeanPooling",
+    "build_pooling",
+    "mean_pool",
+]
 
 
 class MeanPooling(EquivariantModule):
@@ -50,9 +57,14 @@ class MeanPooling(EquivariantModule):
 
     def forward(self, h: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
         """``h (n_nodes, d)``, ``batch (n_nodes,)`` -> ``(num_graphs, d)``."""
-        total = scatter_sum(h, batch, num_graphs)
-        count = scatter_sum(torch.ones_like(h[:, 0]), batch, num_graphs).clamp_min(1.0)
-        return total / count.unsqueeze(-1)
+        return mean_pool(h, batch, num_graphs)
+
+
+def mean_pool(h: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+    """Mean of the node features ``h (n_nodes, d)`` of each graph -> ``(num_graphs, d)``."""
+    total = scatter_sum(h, batch, num_graphs)
+    count = scatter_sum(torch.ones_like(h[:, 0]), batch, num_graphs).clamp_min(1.0)
+    return total / count.unsqueeze(-1)
 
 
 class EquivariantMaxPooling(EquivariantModule):

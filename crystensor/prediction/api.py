@@ -116,13 +116,12 @@ class Predictor:
         self.prior_kind = self.model.config.prior_kind
         if self.prior is not None:
             _check_prior(checkpoint.featurization.get("prior"), self.prior, source)
-        from crystensor.domain import DomainWarning, FeatureDomain
+        from crystensor.domain import DomainWarning, FeatureDomain, descriptor_kind
 
         domain = checkpoint.domain or {}
         self.training_elements: list[str] | None = domain.get("elements")
         features = domain.get("features")
-        descriptor = "node-mean" if self.model.config.pooling == "density" else "pooled"
-        if features and features.get("descriptor", "pooled") != descriptor:
+        if features and features.get("descriptor", "pooled") != descriptor_kind(self.model.config):
             log.warning(
                 "%s: its far-from-training reference was computed from other features than "
                 "predict reads (made before 0.1.0's domain change for density pooling); it is "

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from crystensor.domain import FeatureDomain, invariant_descriptor, pooled_irreps
+from crystensor.domain import FeatureDomain, descriptor_kind, invariant_descriptor, pooled_irreps
 
-__all__ = ["descriptor_kind", "descriptors", "model_domain", "pooled_irreps"]
+__all__ = ["descriptors", "model_domain", "pooled_irreps"]
 
 
 def descriptors(model: torch.nn.Module, dataset: Any, batch_size: int = 64) -> np.ndarray:
@@ -59,12 +59,6 @@ def _descriptors_and_errors(
     return np.concatenate(found), np.concatenate(errors)
 
 
-def descriptor_kind(model: torch.nn.Module) -> str:
-    """What the model's domain descriptors are made of: ``"node-mean"`` under density pooling
-    (the mean of the node features), ``"pooled"`` otherwise (the pooled features)."""
-    return "node-mean" if model.config.pooling == "density" else "pooled"
-
-
 def training_elements(store: Any) -> list[str]:
     """Sorted element symbols of the graphs in the store's training split (in use)."""
     systems = store.chemical_systems
@@ -91,7 +85,7 @@ def model_domain(model: torch.nn.Module, dataset: Any, batch_size: int = 64) -> 
         fitted = FeatureDomain.fit(reference, test)
         domain["features"] = {
             **fitted.to_dict(),
-            "descriptor": descriptor_kind(model),
+            "descriptor": descriptor_kind(model.config),
             "calibrated_on": held_out.split,
             **_error_link(fitted.distances(test), errors, fitted.threshold),
         }
